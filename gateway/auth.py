@@ -1,0 +1,78 @@
+"""Bearer tokens with scopes, from a YAML tokens file (design.md section 6)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SCOPES = frozenset({"events:write", "events:read", "public:request", "public:approve", "acks:write", "admin"})
+
+
+class TokensError(ValueError):
+    """The tokens file is missing or invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes and scope != "public:approve"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenBook:
+    """Maps token digests to principals; plain tokens are never kept in memory."""
+
+    def __init__(self, entries: dict[str, Principal]):
+        self._by_digest = entries
+
+    def lookup(self, token: str) -> Principal | None:
+        return self._by_digest.get(digest(token)) if token else None
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TokenBook:
+        """Raises TokensError naming the entry at fault."""
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise TokensError(f"{path}: {exc}") from exc
+        if not isinstance(data, list):
+            raise TokensError(f"{path}: must be a YAML list of tokens")
+        entries: dict[str, Principal] = {}
+        for i, e in enumerate(data):
+            if not isinstance(e, dict) or not isinstance(e.get("principal"), str):
+                raise TokensError(f"{path}: entry {i}: needs a principal name")
+            scopes = e.get("scopes") or []
+            bad = [s for s in scopes if s not in SCOPES]
+            if bad:
+                raise TokensError(f"{path}: entry {i} ({e['principal']}): unknown scopes {bad}")
+            d = e.get("token_sha256") or (digest(str(e["token"])) if e.get("token") else None)
+            if not d:
+                raise TokensError(f"{path}: entry {i} ({e['principal']}): needs token_sha256 or token")
+            entries[str(d).lower()] = Principal(e["principal"], frozenset(scopes))
+        return cls(entries)
+
+    @classmethod
+    def admin_default(cls, data_dir: str | Path) -> tuple[TokenBook, Path]:
+        """The embedded default: one random all-scopes token in <data-dir>/admin.token (0600)."""
+        path = Path(data_dir) / "admin.token"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        token = path.read_text().strip()
+        return cls({digest(token): Principal("admin", SCOPES)}), path

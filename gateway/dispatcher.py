@@ -1,0 +1,311 @@
+"""The dispatcher: claims due deliveries with a lease, sends them through channel adapters,
+and records every outcome. Retries are rows (`next_attempt_at`), never sleeps.
+
+Concurrency is bounded globally and per endpoint key, so one slow or dead receiver holds at
+most its own share of slots and never delays the rest of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from channels.base import (
+    Channel,
+    DeliveryError,
+    Destination,
+    FailureReason,
+    Message,
+    Misconfigured,
+    Permanent,
+    SendResult,
+    Transient,
+)
+from gateway.logs import get as get_logger
+from gateway.metrics import Metrics
+from gateway.ratelimit import TokenBucket
+from gateway.retry import Backoff
+from gateway.store.base import OutboxItem, Outcome, OutcomeKind, Store
+
+log = get_logger("gateway.dispatcher")
+
+FailureHook = Callable[[OutboxItem, DeliveryError], Awaitable[None]]
+MetaBuilder = Callable[[OutboxItem], Mapping[str, str]]
+
+
+@dataclass
+class ChannelSlot:
+    """A channel with its dispatch settings."""
+
+    channel: Channel
+    per_endpoint: int = 16
+    timeout: float = 10.0
+    bucket: TokenBucket | None = None
+    pause_for: float = 60.0
+    paused_until: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class DispatchStats:
+    inflight: int = 0
+    by_key: dict[str, int] = field(default_factory=dict)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        channels: dict[str, ChannelSlot],
+        metrics: Metrics,
+        *,
+        backoff: Backoff | None = None,
+        concurrency: int = 64,
+        lease_for: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        meta: MetaBuilder | None = None,
+        on_failed: FailureHook | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ):
+        self.store = store
+        self.channels = channels
+        self.metrics = metrics
+        self.backoff = backoff or Backoff()
+        self.concurrency = concurrency
+        self.lease_for = lease_for
+        self.clock = clock
+        self.meta = meta or (lambda item: {})
+        self.on_failed = on_failed
+        self.on_finished = on_finished
+        self.worker_id = worker_name()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: dict[asyncio.Task[None], OutboxItem] = {}
+        self._by_key: dict[str, int] = {}
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._flushed = asyncio.Event()
+
+    # ---- control
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._tasks)
+
+    def channel_up(self, name: str) -> bool:
+        slot = self.channels.get(name)
+        return slot is not None and slot.paused_until <= self.clock()
+
+    def resume(self, name: str) -> None:
+        """Lift a pause (after a config reload fixed credentials)."""
+        slot = self.channels.get(name)
+        if slot is not None:
+            slot.paused_until = 0.0
+            slot.reason = ""
+            self.metrics.channel_up.labels(name).set(1)
+        self.wake()
+
+    async def run(self) -> None:
+        """Claim and send until stopped."""
+        flusher = asyncio.create_task(self._flush_loop(), name="outcome-flusher")
+        try:
+            while not self._stopping:
+                claimed = await self._claim_once()
+                if claimed and len(self._tasks) < self.concurrency:
+                    continue
+                await self._idle()
+        finally:
+            await self._outcomes.put(Outcome("", "", OutcomeKind.RELEASE, 0.0))  # flusher sentinel
+            await flusher
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let in-flight sends finish up to `grace` seconds; release the rest."""
+        self._stopping = True
+        self.wake()
+        if self._tasks:
+            done, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            now = self.clock()
+            for t in pending:
+                item = self._tasks.get(t)
+                t.cancel()
+                if item is not None:
+                    # it may or may not have reached the provider: keep the attempt, retry now
+                    self._outcomes.put_nowait(Outcome(item.id, item.lease_token, OutcomeKind.RETRY, now,
+                                                      next_at=now, error="interrupted by shutdown",
+                                                      reason=FailureReason.OTHER.value))
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+
+    # ---- claiming
+    def _excluded(self, now: float) -> list[str]:
+        out = [k for k, n in self._by_key.items() if n >= self._limit_for(k)]
+        out += [name for name, s in self.channels.items() if s.paused_until > now]
+        return out
+
+    def _limit_for(self, key: str) -> int:
+        slot = self.channels.get(key.split(":", 1)[0])
+        return slot.per_endpoint if slot else 1
+
+    async def _claim_once(self) -> bool:
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return False
+        now = self.clock()
+        items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
+                                           worker_id=self.worker_id, exclude=self._excluded(now))
+        overflow: list[Outcome] = []
+        for item in items:
+            if item.channel not in self.channels:
+                self._outcomes.put_nowait(Outcome(item.id, item.lease_token, OutcomeKind.FAILED, now,
+                                                  error=f"channel {item.channel} is not configured",
+                                                  reason=FailureReason.OTHER.value))
+                continue
+            if self._by_key.get(item.endpoint_key, 0) >= self._limit_for(item.endpoint_key):
+                overflow.append(Outcome(item.id, item.lease_token, OutcomeKind.RELEASE, now, next_at=now))
+                continue
+            self._by_key[item.endpoint_key] = self._by_key.get(item.endpoint_key, 0) + 1
+            task = asyncio.create_task(self._send(item))
+            self._tasks[task] = item
+            task.add_done_callback(self._done)
+        for o in overflow:
+            self._outcomes.put_nowait(o)
+        return len(items) > 0 and len(items) == free
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        item = self._tasks.pop(task, None)
+        if item is not None:
+            n = self._by_key.get(item.endpoint_key, 1) - 1
+            if n <= 0:
+                self._by_key.pop(item.endpoint_key, None)
+            else:
+                self._by_key[item.endpoint_key] = n
+        self._wake.set()
+
+    async def _idle(self) -> None:
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        timeout = 1.0
+        nxt = await self.store.next_due_at()
+        if nxt is not None:
+            timeout = min(timeout, max(0.0, nxt - self.clock()))
+        if timeout <= 0 and len(self._tasks) >= self.concurrency:
+            timeout = 1.0
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+
+    # ---- outcomes
+    async def _flush_loop(self) -> None:
+        while True:
+            first = await self._outcomes.get()
+            batch = [first]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            stop = any(o.item_id == "" for o in batch)
+            real = [o for o in batch if o.item_id]
+            if real:
+                try:
+                    lost = await self.store.finish(real)
+                except Exception:
+                    log.exception("outcomes_not_recorded", count=len(real))
+                    lost = []
+                for item_id in lost:
+                    log.warning("lease_lost", delivery_id=item_id)
+                if self.on_finished is not None:
+                    self.on_finished()
+                self.wake()
+            if stop:
+                return
+
+    def _record(self, item: OutboxItem, kind: OutcomeKind, **kw: Any) -> None:
+        self._outcomes.put_nowait(Outcome(item.id, item.lease_token, kind, self.clock(), **kw))
+
+    # ---- sending
+    async def _send(self, item: OutboxItem) -> None:
+        slot = self.channels[item.channel]
+        bound = log.bind(event_id=item.event_id, delivery_id=item.id, unit_id=item.unit_id,
+                         channel=item.channel, attempt=item.attempts)
+        structlog.contextvars.bind_contextvars(event_id=item.event_id, delivery_id=item.id)
+        try:
+            if slot.bucket is not None:
+                await slot.bucket.acquire()
+            msg = Message(text=item.text, meta={"body": item.payload, **self.meta(item)} if item.payload
+                          else dict(self.meta(item)))
+            result = await slot.channel.send(msg, Destination(item.address, item.unit_id),
+                                             key=item.id, timeout=slot.timeout)
+        except DeliveryError as exc:
+            await self._failed(item, slot, exc, bound)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bound.exception("delivery_attempt_crashed")
+            await self._failed(item, slot, Transient(FailureReason.OTHER, f"internal: {type(exc).__name__}"),
+                               bound)
+        else:
+            self._succeeded(item, result, bound)
+
+    def _succeeded(self, item: OutboxItem, result: SendResult, bound: Any) -> None:
+        m = self.metrics
+        m.attempts.labels(item.channel, "ok").inc()
+        outcome = "delivered" if result.final else "sent"
+        m.deliveries.labels(item.channel, outcome).inc()
+        m.delivery_latency.labels(item.channel, item.level or "none").observe(
+            max(0.0, self.clock() - item.accepted_at))
+        if self.channels[item.channel].paused_until == 0:
+            m.channel_up.labels(item.channel).set(1)
+        kind = OutcomeKind.DELIVERED if result.final else OutcomeKind.SENT
+        self._record(item, kind, provider_ref=result.provider_ref)
+        bound.info("delivery_attempt_succeeded", outcome=outcome, provider_ref=result.provider_ref)
+
+    async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError, bound: Any) -> None:
+        m = self.metrics
+        m.failures.labels(item.channel, exc.reason.value).inc()
+        now = self.clock()
+        if isinstance(exc, Misconfigured) and exc.reason is FailureReason.AUTH:
+            # our credentials are wrong: stop the channel, keep the delivery (attempt refunded)
+            slot.paused_until = now + slot.pause_for
+            slot.reason = exc.detail
+            m.channel_up.labels(item.channel).set(0)
+            m.attempts.labels(item.channel, "permanent_error").inc()
+            self._record(item, OutcomeKind.RELEASE, next_at=now + slot.pause_for, error=exc.detail,
+                         reason=exc.reason.value)
+            bound.error("channel_misconfigured", reason=exc.reason.value, detail=exc.detail,
+                        paused_for=slot.pause_for)
+            return
+        if isinstance(exc, Transient):
+            m.attempts.labels(item.channel, "transient_error").inc()
+            d = self.backoff.decide(attempts=item.attempts, max_attempts=item.max_attempts, now=now,
+                                    deadline=item.deadline, retry_after=exc.retry_after)
+            if d.next_at is not None:
+                self._record(item, OutcomeKind.RETRY, next_at=d.next_at, error=exc.detail,
+                             reason=exc.reason.value)
+                bound.warning("delivery_attempt_failed", reason=exc.reason.value, detail=exc.detail,
+                              retry_in=round(d.next_at - now, 3))
+                return
+            detail = f"{exc.detail}; {d.give_up}"
+        else:
+            m.attempts.labels(item.channel, "permanent_error").inc()
+            detail = exc.detail
+        m.deliveries.labels(item.channel, "failed").inc()
+        self._record(item, OutcomeKind.FAILED, error=detail, reason=exc.reason.value)
+        bound.error("delivery_failed", reason=exc.reason.value, detail=detail,
+                    permanent=isinstance(exc, Permanent | Misconfigured))
+        if self.on_failed is not None:
+            await self.on_failed(item, exc)

@@ -1,0 +1,145 @@
+"""From an accepted event to planned deliveries: policy x roster x templates.
+
+Pure planning, no I/O besides the resolver: the result is written by the store in one
+transaction together with the event.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from contacts.resolver import Recipient, StaticResolver
+from gateway.events import Event
+from gateway.policy import Policy
+from gateway.render import Renderer
+from gateway.store.base import PlannedAck, PlannedDelivery
+from gateway.store.common import ts
+
+MIN_DEADLINE = timedelta(minutes=10)
+
+
+@dataclass
+class PlanResult:
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
+    acks: list[PlannedAck] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _UnitPlan:
+    recipient: Recipient
+    channels: list[str]
+    ack: timedelta | None
+
+
+def new_delivery_id() -> str:
+    return "dl_" + secrets.token_hex(10)
+
+
+def endpoint_key(channel: str, address: str) -> str:
+    """Deliveries sharing a key share a concurrency limit: a webhook origin, or the provider."""
+    if channel == "webhook":
+        u = urlsplit(address)
+        return f"webhook:{u.scheme}://{u.netloc}"
+    return channel
+
+
+def deadline_for(event: Event, accepted: datetime, horizon: timedelta) -> float:
+    end = accepted + horizon
+    if event.valid_until is not None and event.valid_until > accepted + MIN_DEADLINE:
+        end = min(end, event.valid_until)
+    return end.timestamp()
+
+
+class Planner:
+    """Plans the deliveries of one event."""
+
+    def __init__(self, policy: Policy, resolver: StaticResolver, renderer: Renderer,
+                 channels: Collection[str]):
+        self.policy = policy
+        self.resolver = resolver
+        self.renderer = renderer
+        self.channels = set(channels)
+
+    async def _units(self, event: Event, accepted: datetime) -> dict[str, _UnitPlan]:
+        """Resolve every plan's audience; merge channels (union) and ack windows (shortest).
+
+        Raises:
+            contacts.resolver.UnknownAudience: an audience names an unknown role, group or unit.
+        """
+        drill: set[str] | None = None
+        if event.exercise:
+            drill = {r.unit_id for r in await self.resolver.resolve(self.policy.drill_audience(), at=accepted)}
+        units: dict[str, _UnitPlan] = {}
+        for plan in self.policy.plans(event):
+            for r in await self.resolver.resolve(plan.audience, at=accepted, exercise=event.exercise):
+                if drill is not None and r.unit_id not in drill:
+                    continue
+                up = units.setdefault(r.unit_id, _UnitPlan(r, [], None))
+                up.channels.extend(c for c in plan.channels if c not in up.channels)
+                if plan.ack is not None:
+                    up.ack = plan.ack if up.ack is None else min(up.ack, plan.ack)
+        return units
+
+    def _targets(self, up: _UnitPlan, warnings: list[str]) -> list[tuple[str, str]]:
+        """(channel, address) pairs for one unit. SMS to a landline-only unit becomes voice."""
+        eps = up.recipient.endpoints
+        out: list[tuple[str, str]] = []
+        for ch in up.channels:
+            if ch not in self.channels:
+                warnings.append(f"channel {ch} is not enabled; {up.recipient.unit_id} not reached by it")
+                continue
+            addrs = [e.address for e in eps if e.kind == ch]
+            if ch == "webhook":
+                out.extend(("webhook", a) for a in addrs)
+            elif addrs:
+                out.append((ch, addrs[0]))
+            elif ch == "sms" and "voice" in self.channels:
+                voice = [e.address for e in eps if e.kind == "voice"]
+                if voice and "voice" not in up.channels:
+                    out.append(("voice", voice[0]))
+        return list(dict.fromkeys(out))
+
+    async def plan(self, event: Event, event_id: str, accepted: datetime) -> PlanResult:
+        """Raises UnknownAudience or RenderError (an SMS over budget)."""
+        res = PlanResult()
+        ctx = self.renderer.context(event, event_id, accepted)
+        deadline = deadline_for(event, accepted, self.policy.horizon)
+        priority = self.policy.priority(event)
+        for up in (await self._units(event, accepted)).values():
+            r = up.recipient
+            ack_deadline = (accepted + up.ack) if up.ack else None
+            res.acks.append(PlannedAck(r.unit_id, r.unit_name, up.ack is not None,
+                                       ack_deadline.timestamp() if ack_deadline else None))
+            targets = self._targets(up, res.warnings)
+            if not targets:
+                res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
+            sms_text: str | None = None
+            for ch, addr in targets:
+                if ch == "voice":
+                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack)
+                else:
+                    if sms_text is None:
+                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack)
+                    text = sms_text
+                payload = ""
+                if ch == "webhook":
+                    payload = self.renderer.webhook(
+                        ctx, unit_id=r.unit_id, unit_name=r.unit_name, text=text,
+                        ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
+                    )
+                res.deliveries.append(PlannedDelivery(
+                    id=new_delivery_id(), unit_id=r.unit_id, unit_name=r.unit_name, channel=ch,
+                    address=addr, endpoint_key=endpoint_key(ch, addr), text=text, payload=payload,
+                    max_attempts=self.policy.max_attempts(ch), priority=priority, deadline=deadline,
+                ))
+        res.warnings = list(dict.fromkeys(res.warnings))
+        return res
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

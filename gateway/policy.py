@@ -1,0 +1,195 @@
+"""Routing policy: which units hear about an event, on which channels, with which ack rule.
+
+The policy is YAML, validated with pydantic when loaded; a bad file raises `PolicyError` and
+never replaces a good one. Evaluation is pure: event in, per-audience plans out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contacts.resolver import Audience
+from gateway.durations import parse_duration
+from gateway.events import Event, EventType, Level, Status
+
+KNOWN_CHANNELS = ("sms", "voice", "webhook")
+
+
+class PolicyError(ValueError):
+    """The policy file is unreadable or invalid; `messages` lists every problem."""
+
+    def __init__(self, messages: Sequence[str]):
+        self.messages = list(messages)
+        super().__init__("; ".join(self.messages))
+
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudienceSpec(BaseModel):
+    model_config = _Strict
+    roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+
+    def to_audience(self) -> Audience:
+        return Audience(roles=self.roles, groups=self.groups, units=self.units)
+
+
+class When(BaseModel):
+    model_config = _Strict
+    types: tuple[EventType, ...] = ()
+    levels: tuple[Level, ...] = ()
+    statuses: tuple[Status, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        if self.types and event.type not in self.types:
+            return False
+        if self.levels and (event.level is None or event.level not in self.levels):
+            return False
+        return not (self.statuses and event.status not in self.statuses)
+
+
+class EscalationStepSpec(BaseModel):
+    model_config = _Strict
+    action: str  # "repeat_voice" | "notify_hq_office"
+    after: str = "0m"
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, v: str) -> str:
+        if v not in ("repeat_voice", "notify_hq_office"):
+            raise ValueError("action must be repeat_voice or notify_hq_office")
+        return v
+
+
+class Rule(BaseModel):
+    model_config = _Strict
+    name: str
+    when: When = When()
+    audience: AudienceSpec
+    channels: tuple[str, ...] = Field(min_length=1)
+    ack: str | None = None  # a duration: the unit must confirm within it
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            if c not in KNOWN_CHANNELS:
+                raise ValueError(f"unknown channel {c!r}; known: {', '.join(KNOWN_CHANNELS)}")
+        return v
+
+    @field_validator("ack")
+    @classmethod
+    def _ack(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class PolicyModel(BaseModel):
+    model_config = _Strict
+    version: int = 1
+    drill_audience: AudienceSpec
+    override_channels: tuple[str, ...] = ("sms", "voice", "webhook")
+    max_attempts: dict[str, int] = Field(default_factory=lambda: {"webhook": 8, "sms": 5, "voice": 3})
+    horizon: str = "6h"
+    priority: dict[str, int] = Field(default_factory=lambda: {"red": 0, "orange": 1, "yellow": 2, "blue": 3})
+    escalation: tuple[EscalationStepSpec, ...] = ()
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One rule's contribution: an audience, its channels and the ack window (None: no ack)."""
+
+    rule: str
+    audience: Audience
+    channels: tuple[str, ...]
+    ack_within: timedelta | None
+
+
+class Policy:
+    """A loaded, validated policy."""
+
+    def __init__(self, model: PolicyModel, version: str, source: str):
+        self.model = model
+        self.version = version
+        self.source = source
+        self.horizon = parse_duration(model.horizon)
+
+    def plans(self, event: Event) -> list[Plan]:
+        """The plans of every rule matching the event; with an audience override, one plan."""
+        matched = [r for r in self.model.rules if r.when.matches(event)]
+        if event.audience is not None:
+            ack = min((parse_duration(r.ack) for r in matched if r.ack), default=None)
+            chans = tuple(dict.fromkeys(c for r in matched for c in r.channels)) or self.model.override_channels
+            a = event.audience
+            return [Plan("audience_override", Audience(a.roles, a.groups, a.units), chans, ack)]
+        return [
+            Plan(r.name, r.audience.to_audience(), r.channels, parse_duration(r.ack) if r.ack else None)
+            for r in matched
+        ]
+
+    def drill_audience(self) -> Audience:
+        return self.model.drill_audience.to_audience()
+
+    def max_attempts(self, channel: str) -> int:
+        return self.model.max_attempts.get(channel, 5)
+
+    def priority(self, event: Event) -> int:
+        """Lower runs first: red before orange before yellow; drills and tests last."""
+        base = self.model.priority.get(event.level.value if event.level else "", 2)
+        return base + (10 if event.status is not Status.ACTUAL else 0)
+
+    def channels_used(self) -> set[str]:
+        return {c for r in self.model.rules for c in r.channels} | set(self.model.override_channels)
+
+    def audiences(self) -> list[tuple[str, Audience]]:
+        out = [(r.name, r.audience.to_audience()) for r in self.model.rules]
+        return [*out, ("drill_audience", self.drill_audience())]
+
+
+def load_policy_text(text: str, source: str = "<string>") -> Policy:
+    """Parse and validate a policy document.
+
+    Raises:
+        PolicyError: YAML syntax errors or invalid content, every problem listed.
+    """
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"{source}: YAML syntax error: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise PolicyError([f"{source}: the policy must be a mapping"])
+    try:
+        model = PolicyModel.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(
+            [f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        ) from exc
+    version = hashlib.sha256(text.encode()).hexdigest()
+    return Policy(model, version, source)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load a policy file, or the packaged Zezhou default when `path` is None.
+
+    Raises:
+        PolicyError: the file is missing or invalid.
+    """
+    if path is None:
+        path = Path(__file__).parent / "defaults" / "policy.yaml"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return load_policy_text(text, str(path))

@@ -1,0 +1,202 @@
+"""The store seam: one async protocol, two backends (SQLite embedded, PostgreSQL shared).
+
+Every method is a domain verb that runs in one transaction. Times are UNIX seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    LEASED = "leased"
+    SENT = "sent"  # provider accepted; a receipt is still to come
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset(
+    {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.EXPIRED}
+)
+
+
+class StoreError(Exception):
+    """Base class of store failures the API maps to HTTP answers."""
+
+
+class Duplicate(StoreError):
+    """An event with this id exists. `same_body` tells a replay from a conflict."""
+
+    def __init__(self, event_id: str, answer: Mapping[str, Any], same_body: bool):
+        super().__init__(event_id)
+        self.event_id = event_id
+        self.answer = answer
+        self.same_body = same_body
+
+
+class UnknownEvent(StoreError):
+    """No event with that id."""
+
+
+class LeaseLost(StoreError):
+    """The delivery's lease expired and another worker owns it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    id: str
+    unit_id: str
+    unit_name: str
+    channel: str
+    address: str
+    endpoint_key: str
+    text: str
+    payload: str  # serialised once at intake (webhook JSON); "" for text channels
+    max_attempts: int
+    priority: int
+    deadline: float
+    cause_id: str | None = None
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAck:
+    unit_id: str
+    unit_name: str
+    required: bool
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: str
+    body_hash: str
+    data: Mapping[str, Any]
+    type: str
+    level: str | None
+    status: str
+    supersedes: str | None
+    source: str
+    principal: str
+    accepted_at: float
+    valid_until: float | None
+    answer: Mapping[str, Any]
+    roster_version: str
+    policy_version: str
+    escalation: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: str
+    event_id: str
+    unit_id: str
+    channel: str
+    address: str
+    endpoint_key: str
+    text: str
+    payload: str
+    attempts: int
+    max_attempts: int
+    deadline: float
+    lease_token: str
+    accepted_at: float
+    level: str | None
+    status: str  # the event's status: actual | exercise | test
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    RELEASE = "release"  # hand back unattempted (channel paused): the attempt is refunded
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    item_id: str
+    lease_token: str
+    kind: OutcomeKind
+    at: float
+    provider_ref: str | None = None
+    next_at: float | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: Mapping[str, int] = field(default_factory=dict)  # channel -> non-terminal deliveries
+    oldest_pending: Mapping[str, float] = field(default_factory=dict)  # channel -> seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    delivery_id: str
+    event_id: str
+    unit_id: str
+    channel: str
+    status: str
+    changed: bool
+    accepted_at: float
+    level: str | None
+
+
+class Store(Protocol):
+    """Durable state of the gateway."""
+
+    async def open(self) -> None:
+        """Connect and migrate. Raises StoreError when the database is unusable."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the database answers (readiness)."""
+        ...
+
+    async def record_event(
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
+    ) -> None:
+        """Commit the event, its deliveries and ack rows in ONE transaction; cancel the
+        pending deliveries of the events it supersedes.
+
+        Raises:
+            Duplicate: an event with the same id exists.
+            UnknownEvent: `supersedes` names no event.
+        """
+        ...
+
+    async def claim_due(
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+    ) -> list[OutboxItem]:
+        """Lease up to `limit` due deliveries (attempts counted now), skipping endpoint keys
+        in `exclude`; expire those past their deadline; fail expired leases out of attempts."""
+        ...
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Apply outcomes in one transaction; returns ids whose lease was lost (ignored)."""
+        ...
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest pending delivery becomes due (None: nothing pending)."""
+        ...
+
+    async def get_event(self, event_id: str) -> dict[str, Any]:
+        """The event with summary and deliveries. Raises UnknownEvent."""
+        ...
+
+    async def list_events(self, *, status: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    async def cancel_event(self, event_id: str, *, at: float, by: str) -> int:
+        """Cancel what is still pending; returns how many. Raises UnknownEvent."""
+        ...
+
+    async def outbox_stats(self, now: float) -> OutboxStats: ...

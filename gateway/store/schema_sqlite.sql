@@ -1,0 +1,101 @@
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    body_hash TEXT NOT NULL,
+    data TEXT NOT NULL,
+    type TEXT NOT NULL,
+    level TEXT,
+    status TEXT NOT NULL,
+    supersedes TEXT,
+    chain_id TEXT NOT NULL,
+    chain_seq INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    valid_until REAL,
+    state TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    roster_version TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    escalation TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS events_chain ON events(chain_id, chain_seq);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    chain_id TEXT NOT NULL,
+    chain_seq INTEGER NOT NULL,
+    unit_id TEXT NOT NULL,
+    unit_name TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    endpoint_key TEXT NOT NULL,
+    text TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    deadline REAL NOT NULL,
+    lease_token TEXT,
+    lease_until REAL,
+    worker_id TEXT,
+    last_error TEXT,
+    reason TEXT,
+    provider_ref TEXT,
+    cause_id TEXT,
+    level TEXT,
+    event_status TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    delivered_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, priority, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
+CREATE INDEX IF NOT EXISTS deliveries_chain_unit ON deliveries(chain_id, unit_id, status);
+CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries(status, lease_until);
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider_ref ON deliveries(provider_ref)
+    WHERE provider_ref IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS unit_acks (
+    event_id TEXT NOT NULL REFERENCES events(id),
+    unit_id TEXT NOT NULL,
+    unit_name TEXT NOT NULL,
+    required INTEGER NOT NULL,
+    deadline REAL,
+    acked_at REAL,
+    acked_by TEXT,
+    via TEXT,
+    delivery_id TEXT,
+    escalation_step INTEGER NOT NULL DEFAULT 0,
+    next_escalation_at REAL,
+    PRIMARY KEY (event_id, unit_id)
+);
+CREATE INDEX IF NOT EXISTS unit_acks_escalation ON unit_acks(next_escalation_at)
+    WHERE acked_at IS NULL AND next_escalation_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS ack_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    delivery_id TEXT,
+    by TEXT NOT NULL,
+    via TEXT NOT NULL,
+    at REAL NOT NULL,
+    first INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);

@@ -1,0 +1,248 @@
+"""SQLite store: the embedded default. WAL mode, one connection owned by one thread.
+
+Every public method runs one whole transaction inside that thread, so a batch of outcomes
+costs one thread hop and one commit, not one per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+from gateway.store import common
+from gateway.store import sqlite_tx as tx_
+from gateway.store.base import (
+    Duplicate,
+    NewEvent,
+    OutboxItem,
+    OutboxStats,
+    Outcome,
+    PlannedAck,
+    PlannedDelivery,
+    StoreError,
+    UnknownEvent,
+)
+
+T = TypeVar("T")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# SQLite busy (another process, e.g. `gateway audit verify`, holds the lock): a short,
+# in-process infrastructure retry. Never used around a channel send.
+_busy_retry = retry(
+    retry=retry_if_exception(_is_busy),
+    wait=wait_exponential_jitter(initial=0.01, max=0.5),
+    stop=stop_after_delay(10),
+    reraise=True,
+)
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+        self.path = str(path)
+        self._sync = synchronous
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # ---- plumbing
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, fn)
+
+    @_busy_retry
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("store is not open")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            out = fn(conn)
+            conn.execute("COMMIT")
+            return out
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        def _open() -> None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            schema = resources.files("gateway.store").joinpath("schema_sqlite.sql").read_text("utf-8")
+            conn.executescript(schema)
+            self._conn = conn
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, _open)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, _close)
+        self._pool.shutdown(wait=True)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(lambda c: c.execute("SELECT 1").fetchone() is not None)
+        except (sqlite3.Error, StoreError):
+            return False
+
+    # ---- intake
+    async def record_event(
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
+    ) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT body_hash, answer FROM events WHERE id=?", (event.id,)).fetchone()
+            if row is not None:
+                raise Duplicate(event.id, json.loads(row["answer"]), row["body_hash"] == event.body_hash)
+            chain_id, chain_seq = event.id, 0
+            if event.supersedes is not None:
+                prev = c.execute(
+                    "SELECT chain_id, chain_seq FROM events WHERE id=?", (event.supersedes,)
+                ).fetchone()
+                if prev is None:
+                    raise UnknownEvent(event.supersedes)
+                chain_id = prev["chain_id"]
+                chain_seq = c.execute(
+                    "SELECT MAX(chain_seq) FROM events WHERE chain_id=?", (chain_id,)
+                ).fetchone()[0] + 1
+                tx_.supersede(c, chain_id, event)
+            c.execute(
+                "INSERT INTO events (id, body_hash, data, type, level, status, supersedes, chain_id,"
+                " chain_seq, source, principal, accepted_at, valid_until, state, answer, roster_version,"
+                " policy_version, escalation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    event.id, event.body_hash, json.dumps(event.data, ensure_ascii=False), event.type,
+                    event.level, event.status, event.supersedes, chain_id, chain_seq, event.source,
+                    event.principal, event.accepted_at, event.valid_until, common.initial_state(event),
+                    json.dumps(event.answer, ensure_ascii=False), event.roster_version,
+                    event.policy_version, json.dumps(list(event.escalation)),
+                ),
+            )
+            c.executemany(
+                "INSERT INTO deliveries (id, event_id, chain_id, chain_seq, unit_id, unit_name, channel,"
+                " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
+                " deadline, cause_id, level, event_status, accepted_at, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address,
+                        d.endpoint_key, d.text, d.payload, d.max_attempts, d.priority,
+                        max(d.not_before, event.accepted_at), d.deadline, d.cause_id, event.level,
+                        event.status, event.accepted_at, event.accepted_at,
+                    )
+                    for d in deliveries
+                ],
+            )
+            c.executemany(
+                "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
+                " VALUES (?,?,?,?,?,?)",
+                [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline,
+                  a.deadline if a.required else None) for a in acks],
+            )
+
+        await self._run(tx)
+
+    # ---- dispatch
+    async def claim_due(
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+    ) -> list[OutboxItem]:
+        token = common.new_token()
+
+        def tx(c: sqlite3.Connection) -> list[OutboxItem]:
+            tx_.sweep(c, now)
+            if limit <= 0:
+                return []
+            marks = ",".join("?" * len(exclude))
+            excl = f"AND d.endpoint_key NOT IN ({marks})" if exclude else ""
+            rows = c.execute(
+                "UPDATE deliveries SET status='leased', attempts=attempts+1, lease_token=?,"
+                " lease_until=?, worker_id=? WHERE id IN ("
+                "  SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=?"
+                f"  {excl} AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id"
+                "   AND e.unit_id=d.unit_id AND e.status='leased' AND e.chain_seq<d.chain_seq)"
+                "  ORDER BY d.priority, d.next_attempt_at LIMIT ?)"
+                f" RETURNING {common.ITEM_COLUMNS}",
+                (token, now + lease_for, worker_id, now, *exclude, limit),
+            ).fetchall()
+            return [common.item_from_row(r) for r in rows]
+
+        return await self._run(tx)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        return await self._run(lambda c: tx_.finish(c, outcomes))
+
+    async def next_due_at(self) -> float | None:
+        def q(c: sqlite3.Connection) -> float | None:
+            row = c.execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status='pending'"
+            ).fetchone()
+            lease = c.execute("SELECT MIN(lease_until) FROM deliveries WHERE status='leased'").fetchone()
+            vals = [v for v in (row[0], lease[0]) if v is not None]
+            return min(vals) if vals else None
+
+        return await self._run(q)
+
+    # ---- reads
+    async def get_event(self, event_id: str) -> dict[str, Any]:
+        return await self._run(lambda c: tx_.event_view(c, event_id))
+
+    async def list_events(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: tx_.list_events(c, status, limit))
+
+    async def cancel_event(self, event_id: str, *, at: float, by: str) -> int:
+        def tx(c: sqlite3.Connection) -> int:
+            if c.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone() is None:
+                raise UnknownEvent(event_id)
+            n = c.execute(
+                "UPDATE deliveries SET status='cancelled', reason='cancelled', last_error=?, finished_at=?,"
+                " lease_token=NULL WHERE event_id=? AND status='pending'",
+                (f"cancelled by {by}", at, event_id),
+            ).rowcount
+            c.execute("UPDATE events SET state='cancelled' WHERE id=?", (event_id,))
+            c.execute(
+                "UPDATE unit_acks SET next_escalation_at=NULL WHERE event_id=?", (event_id,)
+            )
+            return int(n)
+
+        return await self._run(tx)
+
+    async def outbox_stats(self, now: float) -> OutboxStats:
+        def q(c: sqlite3.Connection) -> OutboxStats:
+            depth: dict[str, int] = {}
+            oldest: dict[str, float] = {}
+            for r in c.execute(
+                "SELECT channel, COUNT(*) AS n, MIN(CASE WHEN status IN ('pending','leased')"
+                " THEN created_at END) AS oldest FROM deliveries"
+                " WHERE status IN ('pending','leased','sent') GROUP BY channel"
+            ):
+                depth[r["channel"]] = r["n"]
+                oldest[r["channel"]] = max(0.0, now - r["oldest"]) if r["oldest"] is not None else 0.0
+            return OutboxStats(depth=depth, oldest_pending=oldest)
+
+        return await self._run(q)

@@ -1,0 +1,128 @@
+"""Transaction bodies of the SQLite store; each runs inside one BEGIN IMMEDIATE ... COMMIT."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.store import common
+from gateway.store.base import NewEvent, Outcome, OutcomeKind, UnknownEvent
+
+
+def supersede(c: sqlite3.Connection, chain_id: str, event: NewEvent) -> None:
+    """Cancel what the earlier events of the chain still have pending; stop their escalations."""
+    c.execute(
+        "UPDATE deliveries SET status='cancelled', reason='superseded', last_error=?, finished_at=?,"
+        " lease_token=NULL WHERE chain_id=? AND status='pending'",
+        (f"superseded by {event.id}", event.accepted_at, chain_id),
+    )
+    c.execute(
+        "UPDATE unit_acks SET next_escalation_at=NULL WHERE event_id IN"
+        " (SELECT id FROM events WHERE chain_id=?)",
+        (chain_id,),
+    )
+    c.execute(
+        "UPDATE events SET state='superseded' WHERE chain_id=? AND state IN ('active','ended')",
+        (chain_id,),
+    )
+
+
+def sweep(c: sqlite3.Connection, now: float) -> None:
+    """Expire what is past its deadline; return lost leases to the queue or fail them."""
+    c.execute(
+        "UPDATE deliveries SET status='expired', reason='expired', finished_at=?,"
+        " last_error=COALESCE(last_error || '; ', '') || 'deadline passed before delivery'"
+        " WHERE status='pending' AND deadline<?",
+        (now, now),
+    )
+    c.execute(
+        "UPDATE deliveries SET status='failed', reason='other', finished_at=?, lease_token=NULL,"
+        " last_error='lease expired during the final attempt (worker lost)'"
+        " WHERE status='leased' AND lease_until<? AND attempts>=max_attempts",
+        (now, now),
+    )
+    c.execute(
+        "UPDATE deliveries SET status='pending', next_attempt_at=?, lease_token=NULL"
+        " WHERE status='leased' AND lease_until<?",
+        (now, now),
+    )
+
+
+_FINISH_SQL = {
+    OutcomeKind.DELIVERED: (
+        "UPDATE deliveries SET status='delivered', delivered_at=:at, sent_at=COALESCE(sent_at,:at),"
+        " provider_ref=COALESCE(:ref, provider_ref), finished_at=:at, lease_token=NULL, reason=NULL"
+    ),
+    OutcomeKind.SENT: (
+        "UPDATE deliveries SET status='sent', sent_at=:at, provider_ref=:ref, lease_token=NULL"
+    ),
+    OutcomeKind.RETRY: (
+        "UPDATE deliveries SET status='pending', next_attempt_at=:next, last_error=:err, reason=:reason,"
+        " lease_token=NULL"
+    ),
+    OutcomeKind.FAILED: (
+        "UPDATE deliveries SET status='failed', last_error=:err, reason=:reason, finished_at=:at,"
+        " lease_token=NULL"
+    ),
+    OutcomeKind.RELEASE: (
+        "UPDATE deliveries SET status='pending', attempts=MAX(attempts-1,0), next_attempt_at=:next,"
+        " last_error=:err, reason=:reason, lease_token=NULL"
+    ),
+}
+
+
+def finish(c: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[str]:
+    lost: list[str] = []
+    for o in outcomes:
+        sql = _FINISH_SQL[o.kind] + " WHERE id=:id AND lease_token=:token AND status='leased'"
+        args = {
+            "at": o.at, "ref": o.provider_ref, "next": o.next_at, "err": o.error, "reason": o.reason,
+            "id": o.item_id, "token": o.lease_token,
+        }
+        if c.execute(sql, args).rowcount == 0:
+            lost.append(o.item_id)
+    return lost
+
+
+def event_view(c: sqlite3.Connection, event_id: str) -> dict[str, Any]:
+    r = c.execute("SELECT * FROM events WHERE id=?", (event_id,)).fetchone()
+    if r is None:
+        raise UnknownEvent(event_id)
+    data = json.loads(r["data"])
+    units = [common.unit_view(u) for u in c.execute(
+        "SELECT * FROM unit_acks WHERE event_id=? ORDER BY rowid", (event_id,)
+    )]
+    acked = {u["unit_id"]: u["acked_at"] for u in c.execute(
+        "SELECT unit_id, acked_at FROM unit_acks WHERE event_id=?", (event_id,)
+    )}
+    deliveries = [
+        common.delivery_view(d, acked.get(d["unit_id"]))
+        for d in c.execute("SELECT * FROM deliveries WHERE event_id=? ORDER BY rowid", (event_id,))
+    ]
+    out = common.event_head(r, data)
+    out["event"] = data
+    out["summary"] = common.summarise(deliveries, units)
+    out["units"] = units
+    out["deliveries"] = deliveries
+    return out
+
+
+def list_events(c: sqlite3.Connection, status: str | None, limit: int) -> list[dict[str, Any]]:
+    where = "WHERE state=?" if status else ""
+    args: tuple[Any, ...] = (status, limit) if status else (limit,)
+    out = []
+    for r in c.execute(f"SELECT * FROM events {where} ORDER BY seq DESC LIMIT ?", args):
+        head = common.event_head(r, json.loads(r["data"]))
+        counts = {
+            s: n for s, n in c.execute(
+                "SELECT status, COUNT(*) FROM deliveries WHERE event_id=? GROUP BY status", (r["id"],)
+            )
+        }
+        ack = c.execute(
+            "SELECT SUM(required), SUM(acked_at IS NOT NULL) FROM unit_acks WHERE event_id=?", (r["id"],)
+        ).fetchone()
+        head["summary"] = {"by_status": counts, "acks_required": ack[0] or 0, "acked": ack[1] or 0}
+        out.append(head)
+    return out

@@ -1,0 +1,3 @@
+"""Reusable fakes for tests and benchmarks (local servers, not patched libraries)."""
+
+from __future__ import annotations
