@@ -78,9 +78,7 @@ class _Breaker:
             return False
         remaining = circuit.open_until - self._clock()
         if remaining > 0:
-            raise Transient(
-                FailureReason.CONNECTION, f"circuit open for {origin}", retry_after=remaining
-            )
+            raise Transient(FailureReason.CONNECTION, f"circuit open for {origin}", retry_after=remaining)
         if circuit.probing:
             raise Transient(FailureReason.CONNECTION, f"circuit half-open for {origin}, probe in flight")
         circuit.probing = True
@@ -172,7 +170,12 @@ class WebhookChannel:
 
     # `timeout` is the Channel protocol's parameter name, hence the ASYNC109 exemption.
     async def send(
-        self, message: Message, dest: Destination, *, key: str, timeout: float  # noqa: ASYNC109
+        self,
+        message: Message,
+        dest: Destination,
+        *,
+        key: str,
+        timeout: float,
     ) -> SendResult:
         """POST the message to `dest.address`, signed, with `webhook-id` = `key`.
 
@@ -189,9 +192,10 @@ class WebhookChannel:
         target = _parse_target(dest.address)
         if target.endpoint in self._gone:
             raise Misconfigured(FailureReason.CLIENT_ERROR, f"endpoint gone (410 earlier) at {target.origin}")
-        probe = self._breaker.admit(target.origin)
+        # Encoded before admission: an encoding bug must not strand a half-open probe slot.
         body = _encode_body(message)
         headers = self._headers(key, body, message.meta.get("content_type", "application/json"))
+        probe = self._breaker.admit(target.origin)
         alive: bool | None = None  # the breaker's verdict; None = no evidence either way
         try:
             status, response_headers = await self._post(target, body, headers, timeout)

@@ -23,7 +23,7 @@ class Principal:
     scopes: frozenset[str]
 
     def can(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes and scope != "public:approve"
+        return scope in self.scopes or ("admin" in self.scopes and scope != "public:approve")
 
 
 def digest(token: str) -> str:

@@ -104,10 +104,21 @@ class SandboxCfg(BaseModel):
     callback_delay: float = 0.05
 
 
+class PluginCfg(BaseModel):
+    model_config = _Strict
+    entry_point: str | None = None  # name in the gateway.channels group; default: the key
+    options: dict[str, Any] = Field(default_factory=dict)  # constructor keyword arguments
+    per_endpoint: int = Field(default=16, ge=1)
+    timeout: float = Field(default=10.0, gt=0)
+    rate: float | None = Field(default=None, gt=0)
+
+
 class ChannelsCfg(BaseModel):
     model_config = _Strict
     webhook: WebhookCfg = WebhookCfg()
     twilio: TwilioCfg = TwilioCfg()
+    # third-party adapters, found through the `gateway.channels` entry-point group
+    plugins: dict[str, PluginCfg] = Field(default_factory=dict)
 
 
 class Config(BaseModel):

@@ -8,6 +8,7 @@ most its own share of slots and never delays the rest of the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -136,7 +137,7 @@ class Dispatcher:
         self._stopping = True
         self.wake()
         if self._tasks:
-            done, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
             now = self.clock()
             for t in pending:
                 item = self._tasks.get(t)
@@ -205,10 +206,8 @@ class Dispatcher:
         if timeout <= 0 and len(self._tasks) >= self.concurrency:
             timeout = 1.0
         if timeout > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
         self._wake.clear()
 
     # ---- outcomes

@@ -81,8 +81,8 @@ class Planner:
                     continue
                 up = units.setdefault(r.unit_id, _UnitPlan(r, [], None))
                 up.channels.extend(c for c in plan.channels if c not in up.channels)
-                if plan.ack is not None:
-                    up.ack = plan.ack if up.ack is None else min(up.ack, plan.ack)
+                if plan.ack_within is not None:
+                    up.ack = plan.ack_within if up.ack is None else min(up.ack, plan.ack_within)
         return units
 
     def _targets(self, up: _UnitPlan, warnings: list[str]) -> list[tuple[str, str]]:

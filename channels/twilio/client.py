@@ -83,7 +83,7 @@ class GatewayHttp(AsyncTwilioHttpClient):  # type: ignore[misc]  # the SDK is un
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109  # the SDK's signature
+        timeout: float | None = None,  # the SDK's signature
         allow_redirects: bool = False,
     ) -> Any:
         """Send one request; returns the SDK's `Response`.

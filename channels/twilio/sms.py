@@ -45,7 +45,7 @@ class TwilioSms:
         dest: Destination,
         *,
         key: str,
-        timeout: float,  # noqa: ASYNC109  # the Channel protocol fixes this signature
+        timeout: float,  # the Channel protocol fixes this signature
     ) -> SendResult:
         """Create one Twilio message; `final=False` because a receipt is still to come.
 

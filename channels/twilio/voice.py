@@ -94,7 +94,7 @@ class TwilioVoice:
         dest: Destination,
         *,
         key: str,
-        timeout: float,  # noqa: ASYNC109  # the Channel protocol fixes this signature
+        timeout: float,  # the Channel protocol fixes this signature
     ) -> SendResult:
         """Place one call speaking `message.text`; `final=False`: the outcome is a callback.
 

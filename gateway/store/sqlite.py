@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from gateway.store import common
 from gateway.store import sqlite_tx as tx_
@@ -39,14 +39,15 @@ def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
-# SQLite busy (another process, e.g. `gateway audit verify`, holds the lock): a short,
-# in-process infrastructure retry. Never used around a channel send.
-_busy_retry = retry(
-    retry=retry_if_exception(_is_busy),
-    wait=wait_exponential_jitter(initial=0.01, max=0.5),
-    stop=stop_after_delay(10),
-    reraise=True,
-)
+def _busy_retrying() -> Retrying:
+    """SQLite busy (another process, e.g. `gateway audit verify`, holds the lock): a short
+    in-process infrastructure retry. Never used around a channel send."""
+    return Retrying(
+        retry=retry_if_exception(_is_busy),
+        wait=wait_exponential_jitter(initial=0.01, max=0.5),
+        stop=stop_after_delay(10),
+        reraise=True,
+    )
 
 
 class SqliteStore:
@@ -64,8 +65,13 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, fn)
 
-    @_busy_retry
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        for attempt in _busy_retrying():
+            with attempt:
+                result = self._tx(fn)
+        return result
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
             raise StoreError("store is not open")

@@ -1,0 +1,183 @@
+"""The `gateway` command (design.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.config import ConfigError, load_config
+
+BANNER = """\
+============================================================================
+  Zezhou emergency notification gateway - EMBEDDED DEFAULT (sandbox mode)
+  NOTHING LEAVES THIS MACHINE: SMS and voice go to the local Twilio sandbox,
+  webhooks to the local sink. Configure real providers with --config.
+============================================================================"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (default: the embedded sandbox default)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    _common(run)
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--data-dir")
+    chk = sub.add_parser("check-config", help="validate config, roster and policy")
+    _common(chk)
+    ros = sub.add_parser("roster", help="print the resolved roster")
+    _common(ros)
+    ros.add_argument("--json", action="store_true")
+    ros.add_argument("--role")
+    ros.add_argument("--group")
+    snd = sub.add_parser("send", help="post an event to a running daemon")
+    _common(snd)
+    snd.add_argument("--url", default=os.environ.get("GATEWAY_URL"), help="daemon URL (default from config)")
+    snd.add_argument("--token", default=os.environ.get("GATEWAY_TOKEN"),
+                     help="bearer token (default: GATEWAY_TOKEN or <data-dir>/admin.token)")
+    snd.add_argument("--type", required=True)
+    snd.add_argument("--level")
+    snd.add_argument("--status", default="actual")
+    snd.add_argument("--id")
+    snd.add_argument("--supersedes")
+    snd.add_argument("--headline")
+    snd.add_argument("--body")
+    snd.add_argument("--valid-from")
+    snd.add_argument("--valid-until")
+    return ap
+
+
+def _load(args: argparse.Namespace, **overrides: Any) -> Any:
+    try:
+        return load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        for m in exc.messages:
+            print(f"config error: {m}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.daemon import Gateway
+
+    cfg = _load(args, **{"server.host": args.host, "server.port": args.port, "data_dir": args.data_dir})
+    logs.configure(json_lines=None if cfg.log_format == "auto" else cfg.log_format == "json")
+    if cfg.sandbox.enabled:
+        print(BANNER, flush=True)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(Gateway(cfg).serve_forever())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from contacts.loader import load_roster
+    from contacts.model import RosterError
+    from gateway.daemon import check_policy_against_roster
+    from gateway.policy import PolicyError, load_policy
+
+    cfg = _load(args)
+    problems: list[str] = []
+    try:
+        roster = load_roster(cfg.roster.path)
+    except RosterError as exc:
+        problems += [f"roster: {m}" for m in exc.messages]
+        roster = None
+    try:
+        policy = load_policy(cfg.policy.path)
+    except PolicyError as exc:
+        problems += [f"policy: {m}" for m in exc.messages]
+        policy = None
+    if roster is not None and policy is not None:
+        problems += check_policy_against_roster(policy, roster)
+    if cfg.auth.tokens_file:
+        from gateway.auth import TokenBook, TokensError
+
+        try:
+            TokenBook.from_file(cfg.auth.tokens_file)
+        except TokensError as exc:
+            problems.append(f"tokens: {exc}")
+    if roster is not None:
+        for w in roster.warnings:
+            print(f"warning: roster: {w}")
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    assert roster is not None and policy is not None
+    print(f"ok: {len(roster.units)} units, {len(roster.groups)} groups, {len(policy.model.rules)} policy rules")
+    return 0
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    from contacts.loader import load_roster
+    from contacts.model import RosterError
+
+    cfg = _load(args)
+    try:
+        roster = load_roster(cfg.roster.path)
+    except RosterError as exc:
+        for m in exc.messages:
+            print(f"error: {m}", file=sys.stderr)
+        return 1
+    units = [u for u in roster.units.values()
+             if (not args.role or args.role in u.roles) and (not args.group or args.group in u.groups)]
+    if args.json:
+        data = [u.to_json() for u in units]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    for u in units:
+        nums = ", ".join(f"{c.raw or c.address} ({c.kind})" for c in u.contacts)
+        print(f"{u.id:40} {u.name}  [{', '.join(u.roles)}]  {nums}")
+    print(f"{len(units)} units", file=sys.stderr)
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    url = (args.url or cfg.base_url).rstrip("/")
+    token = args.token
+    if not token:
+        path = Path(cfg.data_dir) / "admin.token"
+        token = path.read_text().strip() if path.exists() else ""
+    body: dict[str, Any] = {"type": args.type, "status": args.status}
+    for key in ("level", "id", "supersedes", "headline", "body", "valid_from", "valid_until"):
+        val = getattr(args, key)
+        if val:
+            body[key] = val
+    req = urllib.request.Request(
+        f"{url}/v1/events", data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            print(resp.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"cannot reach {url}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
+COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return COMMANDS[args.cmd](args)

@@ -1,0 +1,249 @@
+"""The daemon: wires config, store, roster, policy, channels, dispatcher and the HTTP API.
+
+Roster and policy live in one immutable `Runtime` that SIGHUP replaces atomically: a bad file
+is rejected and the running one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from contacts.loader import load_roster
+from contacts.model import Contact, Roster
+from contacts.resolver import StaticResolver
+from gateway import logs
+from gateway.api.common import GATEWAY
+from gateway.api.errors import error_middleware
+from gateway.auth import TokenBook
+from gateway.config import Config
+from gateway.dispatcher import Dispatcher
+from gateway.events import Event, body_hash
+from gateway.metrics import Metrics
+from gateway.planner import Planner
+from gateway.policy import Policy, load_policy
+from gateway.render import Renderer
+from gateway.retry import Backoff
+from gateway.store.base import NewEvent, Store
+from gateway.store.factory import make_store
+from gateway.wiring import build_channels
+
+log = logs.get("gateway")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    roster: Roster
+    resolver: StaticResolver
+    policy: Policy
+    planner: Planner
+
+
+class Gateway:
+    def __init__(self, config: Config):
+        self.config = config
+        self.metrics = Metrics()
+        self.store: Store = make_store(config)
+        self.tokens = TokenBook({})
+        self.renderer = Renderer(signature=config.sms.signature, max_sms_segments=config.sms.max_segments)
+        self.runner: web.AppRunner | None = None
+        self.port = config.server.port
+        self.base_url = config.base_url
+        self.extras: dict[str, Any] = {}  # sandbox handles etc., for the routes that need them
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self.started_at = time.time()
+
+    # ---- configuration
+    def load_runtime(self) -> Runtime:
+        """Load roster and policy and check they fit together.
+
+        Raises:
+            contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
+        """
+        cfg = self.config
+        roster = load_roster(cfg.roster.path)
+        extra = {
+            unit: [Contact("url", c["url"].format(base_url=self.base_url, unit_id=unit), c["url"],
+                           c.get("label", "webhook")) if "url" in c else Contact(**c) for c in contacts]
+            for unit, contacts in cfg.roster.extra_contacts.items()
+        }
+        if "*" in extra:
+            per_unit = cfg.roster.extra_contacts["*"]
+            extra.pop("*")
+            for uid in roster.units:
+                extra.setdefault(uid, []).extend(
+                    Contact("url", c["url"].format(base_url=self.base_url, unit_id=uid), c["url"], "webhook")
+                    for c in per_unit)
+        if extra:
+            roster = roster.with_extra_contacts(extra)
+        policy = load_policy(cfg.policy.path)
+        problems = check_policy_against_roster(policy, roster)
+        if problems:
+            raise ValueError("; ".join(problems))
+        resolver = StaticResolver(roster)
+        planner = Planner(policy, resolver, self.renderer, self.channels.keys())
+        return Runtime(roster, resolver, policy, planner)
+
+    def reload(self) -> bool:
+        """SIGHUP: swap roster and policy atomically, or keep the old ones."""
+        try:
+            rt = self.load_runtime()
+        except Exception as exc:
+            log.error("config_reload_rejected", error=str(exc))
+            return False
+        self.runtime = rt
+        log.info("config_reloaded", roster_version=rt.roster.version[:12], policy_version=rt.policy.version[:12])
+        for name in self.channels:
+            self.dispatcher.resume(name)
+        return True
+
+    # ---- intake
+    async def submit(self, event: Event, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
+        """Plan and durably record an event; (202, answer), or (200, answer) for a replay.
+
+        Raises:
+            gateway.api.errors.ApiError: 409 conflict, 422 unknown audience/supersedes/over budget.
+        """
+        from gateway.intake import submit
+
+        return await submit(self, event, source=source, principal=principal)
+
+    async def cancel(self, event_id: str, *, by: str) -> int:
+        n = await self.store.cancel_event(event_id, at=time.time(), by=by)
+        log.info("event_cancelled", event_id=event_id, cancelled=n, by=by)
+        return n
+
+    # ---- lifecycle
+    async def start(self) -> None:
+        cfg = self.config
+        await self.store.open()
+        if cfg.auth.tokens_file:
+            self.tokens = TokenBook.from_file(cfg.auth.tokens_file)
+        else:
+            self.tokens, path = TokenBook.admin_default(cfg.data_dir)
+            log.warning("admin_token_created", path=str(path.resolve()),
+                        note="no tokens file configured: this token has every scope")
+        app = self.make_app()
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.server.host, cfg.server.port, reuse_address=True)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        if not cfg.server.public_base_url:
+            host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
+            self.base_url = f"http://{host}:{self.port}"
+        self.channels = await build_channels(self)
+        self.metrics.register_channels(self.channels.keys())
+        self.runtime = self.load_runtime()
+        d = cfg.dispatch
+        from gateway.receipts import delivery_meta
+
+        self.dispatcher = Dispatcher(
+            self.store, self.channels, self.metrics,
+            backoff=Backoff(initial=d.backoff_initial, maximum=d.backoff_max),
+            concurrency=d.concurrency, lease_for=d.lease_seconds,
+            meta=lambda item: delivery_meta(self, item),
+        )
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
+        self.ready = True
+        log.info("gateway_started", url=self.base_url, store=cfg.store_url.split("@")[-1],
+                 roster_units=len(self.runtime.roster.units), channels=sorted(self.channels),
+                 worker_id=self.dispatcher.worker_id)
+
+    def make_app(self) -> web.Application:
+        from gateway.api import events, ops
+
+        app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes)
+        app[GATEWAY] = self
+        app.add_routes(events.routes)
+        app.add_routes(ops.routes)
+        from gateway.api import extra_routes
+
+        for table in extra_routes():
+            app.add_routes(table)
+        return app
+
+    async def _stats_loop(self) -> None:
+        while True:
+            try:
+                stats = await self.store.outbox_stats(time.time())
+                for ch in self.channels:
+                    self.metrics.queue_depth.labels(ch).set(stats.depth.get(ch, 0))
+                    self.metrics.oldest_pending.labels(ch).set(stats.oldest_pending.get(ch, 0.0))
+                    up = self.dispatcher.channel_up(ch) and getattr(self.channels[ch].channel, "is_up",
+                                                                     lambda: True)()
+                    self.metrics.channel_up.labels(ch).set(1 if up else 0)
+            except Exception:
+                log.exception("stats_update_failed")
+            await asyncio.sleep(2.0)
+
+    async def stop(self) -> None:
+        """Stop intake, drain in-flight sends up to the grace period, release, close."""
+        log.info("gateway_stopping", inflight=self.dispatcher.inflight if hasattr(self, "dispatcher") else 0)
+        self.ready = False
+        if self.runner is not None:
+            for site in list(self.runner.sites):
+                await site.stop()  # no new requests; in-flight handlers finish
+        if hasattr(self, "dispatcher"):
+            await self.dispatcher.stop(self.config.dispatch.grace_seconds)
+        for t in self._tasks:
+            if t.get_name() != "dispatcher":
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for slot in getattr(self, "channels", {}).values():
+            await slot.channel.aclose()
+        for closer in self.extras.get("closers", []):
+            await closer()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.store.close()
+        log.info("gateway_stopped")
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+
+def check_policy_against_roster(policy: Policy, roster: Roster) -> list[str]:
+    """Every role, group and unit the policy names must exist in the roster."""
+    roles, groups = set(roster.roles()), set(roster.groups)
+    problems = []
+    for name, aud in policy.audiences():
+        problems += [f"policy rule {name}: unknown role {r}" for r in aud.roles if r not in roles]
+        problems += [f"policy rule {name}: unknown group {g}" for g in aud.groups if g not in groups]
+        problems += [f"policy rule {name}: unknown unit {u}" for u in aud.units if roster.find(u) is None]
+    return problems
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event(event: Event, *, event_id: str, source: str, principal: str, accepted: datetime,
+              answer: dict[str, Any], rt: Runtime, escalation: list[dict[str, Any]]) -> NewEvent:
+    data = event.canonical()
+    return NewEvent(
+        id=event_id, body_hash=body_hash(data), data=data, type=event.type.value,
+        level=event.level.value if event.level else None, status=event.status.value,
+        supersedes=event.supersedes, source=source, principal=principal,
+        accepted_at=accepted.timestamp(),
+        valid_until=event.valid_until.timestamp() if event.valid_until else None, answer=answer,
+        roster_version=rt.roster.version, policy_version=rt.policy.version, escalation=escalation,
+    )
+

@@ -1,0 +1,66 @@
+"""Event intake shared by every source (HTTP JSON, CAP, Alertmanager, CLI): plan, then commit
+the event with all its deliveries in one transaction, then wake the dispatcher."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from contacts.resolver import UnknownAudience
+from gateway.api.errors import ApiError
+from gateway.daemon import new_event, utcnow
+from gateway.events import Event, new_event_id
+from gateway.logs import get as get_logger
+from gateway.render import RenderError
+from gateway.store.base import Duplicate, UnknownEvent
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = get_logger("gateway.intake")
+
+
+async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
+    """Returns (202, answer) once durable, or (200, the first answer) for an identical replay.
+
+    Raises:
+        ApiError: 409 same id with another body; 422 unknown audience, unknown `supersedes`,
+        or a message over the SMS budget.
+    """
+    rt = gw.runtime
+    event_id = event.id or new_event_id()
+    accepted = utcnow()
+    try:
+        plan = await rt.planner.plan(event, event_id, accepted)
+    except UnknownAudience as exc:
+        raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
+    except RenderError as exc:
+        raise ApiError(422, "message_too_long", str(exc), field=exc.field) from exc
+    answer: dict[str, Any] = {
+        "event_id": event_id,
+        "deliveries": len(plan.deliveries),
+        "units": len(plan.acks),
+        "links": {"self": f"/v1/events/{event_id}"},
+    }
+    if plan.warnings:
+        answer["warnings"] = plan.warnings
+    escalation = [s.model_dump() for s in rt.policy.model.escalation]
+    record = new_event(event, event_id=event_id, source=source, principal=principal, accepted=accepted,
+                       answer=answer, rt=rt, escalation=escalation)
+    try:
+        await gw.store.record_event(record, plan.deliveries, plan.acks)
+    except Duplicate as dup:
+        if dup.same_body:
+            return 200, dict(dup.answer)
+        raise ApiError(409, "idempotency_conflict",
+                       f"event {event_id} was already submitted with a different body", field="$.id") from dup
+    except UnknownEvent as exc:
+        raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {exc}",
+                       field="$.supersedes") from exc
+    gw.metrics.events.labels(event.type.value, event.level.value if event.level else "none",
+                             event.status.value, source).inc()
+    gw.dispatcher.wake()
+    log.info("event_accepted", event_id=event_id, type=event.type.value,
+             warning_level=event.level.value if event.level else None,
+             status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),
+             source=source, principal=principal)
+    return 202, answer
