@@ -62,20 +62,28 @@ class Sandbox:
         await self.stop()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on host:port (0 picks a free port; see `port` and `base_url`).
+        """Listen on host:port (0 picks a free port; see `port` and `base_url`). Single use.
 
         Raises:
             OSError: the port cannot be bound.
+            RuntimeError: already started, or stopped.
         """
+        if self._runner is not None or self._stopping.is_set():
+            raise RuntimeError("a Sandbox starts once")
         # Binding the socket ourselves is the public way to learn which port 0 picked.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, port), family=family)
         self._host, self._port = host, int(sock.getsockname()[1])
-        await self._poster.open()
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
         # A short shutdown timeout: stalled handlers wake on `_stopping` anyway.
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        try:
+            await self._poster.open()
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop listening, cancel callbacks in flight, close the client session (idempotent)."""

@@ -196,7 +196,11 @@ class Store(Protocol):
     async def list_events(self, *, status: str | None, limit: int) -> list[dict[str, Any]]: ...
 
     async def cancel_event(self, event_id: str, *, at: float, by: str) -> int:
-        """Cancel what is still pending; returns how many. Raises UnknownEvent."""
+        """Cancel what is still pending or in flight (never retried); returns how many.
+
+        Raises:
+            UnknownEvent: no such event.
+        """
         ...
 
     async def outbox_stats(self, now: float) -> OutboxStats: ...

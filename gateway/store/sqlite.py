@@ -230,6 +230,10 @@ class SqliteStore:
                 " lease_token=NULL WHERE event_id=? AND status='pending'",
                 (f"cancelled by {by}", at, event_id),
             ).rowcount
+            # in-flight ones are cancelled when they come back for a retry (see sqlite_tx._REQUEUE)
+            n += c.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE event_id=? AND status='leased'", (event_id,)
+            ).fetchone()[0]
             c.execute("UPDATE events SET state='cancelled' WHERE id=?", (event_id,))
             c.execute(
                 "UPDATE unit_acks SET next_escalation_at=NULL WHERE event_id=?", (event_id,)

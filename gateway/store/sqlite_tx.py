@@ -50,6 +50,13 @@ def sweep(c: sqlite3.Connection, now: float) -> None:
     )
 
 
+# A delivery coming back for another try while its event was cancelled or superseded is not
+# sent late: it is cancelled instead.
+_REQUEUE = (
+    "(CASE WHEN (SELECT state FROM events WHERE events.id=deliveries.event_id)"
+    " IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END)"
+)
+
 _FINISH_SQL = {
     OutcomeKind.DELIVERED: (
         "UPDATE deliveries SET status='delivered', delivered_at=:at, sent_at=COALESCE(sent_at,:at),"
@@ -59,7 +66,7 @@ _FINISH_SQL = {
         "UPDATE deliveries SET status='sent', sent_at=:at, provider_ref=:ref, lease_token=NULL"
     ),
     OutcomeKind.RETRY: (
-        "UPDATE deliveries SET status='pending', next_attempt_at=:next, last_error=:err, reason=:reason,"
+        f"UPDATE deliveries SET status={_REQUEUE}, next_attempt_at=:next, last_error=:err, reason=:reason,"
         " lease_token=NULL"
     ),
     OutcomeKind.FAILED: (
@@ -67,7 +74,7 @@ _FINISH_SQL = {
         " lease_token=NULL"
     ),
     OutcomeKind.RELEASE: (
-        "UPDATE deliveries SET status='pending', attempts=MAX(attempts-1,0), next_attempt_at=:next,"
+        f"UPDATE deliveries SET status={_REQUEUE}, attempts=MAX(attempts-1,0), next_attempt_at=:next,"
         " last_error=:err, reason=:reason, lease_token=NULL"
     ),
 }
