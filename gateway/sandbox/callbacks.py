@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from twilio.request_validator import RequestValidator
+from yarl import URL
 
 from gateway.sandbox.stats import SandboxStats
 
@@ -91,6 +92,9 @@ class CallbackPoster:
         method = method.upper()
         if method == "GET":
             url = url + ("&" if "?" in url else "?") + urlencode(params)
+        # Sign the URL exactly as it goes on the wire (percent-encoded), which is what the
+        # receiver sees in request.path_qs; then send that string without re-quoting it.
+        url = str(URL(url))
         body = {} if method == "GET" else params
         record = CallbackRecord(kind, sid, url, method, dict(params), sign(auth_token, url, body))
         self._remember(record)
@@ -100,7 +104,7 @@ class CallbackPoster:
             record.attempts = attempt + 1
             try:
                 async with self._session.request(
-                    method, url, data=body or None, headers=headers, timeout=client_timeout
+                    method, URL(url, encoded=True), data=body or None, headers=headers, timeout=client_timeout
                 ) as resp:
                     record.status = resp.status
                     record.response_text = await resp.text()
