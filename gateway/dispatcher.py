@@ -129,6 +129,9 @@ class Dispatcher:
                     continue
                 await self._idle()
         finally:
+            # stop() bounds this wait: it cancels what outlives the grace period
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
             await self._outcomes.put(Outcome("", "", OutcomeKind.RELEASE, 0.0))  # flusher sentinel
             await flusher
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import re
 import socket
 import time
@@ -21,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from multidict import MultiDict
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
 from channels.base import (
     Channel,
@@ -483,6 +484,14 @@ def test_classify_api_errors(status: int, code: int | None, kind: type[DeliveryE
 def test_classify_transport_errors(exc: BaseException, reason: FailureReason) -> None:
     error = classify(exc)
     assert type(error) is Transient and error.reason is reason
+
+
+def test_classify_rfc9457_errors_and_unreadable_bodies() -> None:
+    service = TwilioServiceException("https://twilio.com/e/21211", "Invalid To", 400, 21211, detail="bad To")
+    error = classify(service)
+    assert type(error) is Permanent and error.reason is FailureReason.INVALID_RECIPIENT and "bad To" in error.detail
+    unreadable = classify(json.JSONDecodeError("Expecting value", "<html>", 0))
+    assert type(unreadable) is Transient and unreadable.reason is FailureReason.SERVER_ERROR
 
 
 def test_classify_passes_delivery_errors_through() -> None:

@@ -51,10 +51,14 @@ def sweep(c: sqlite3.Connection, now: float) -> None:
 
 
 # A delivery coming back for another try while its event was cancelled or superseded is not
-# sent late: it is cancelled instead.
+# sent late: it is cancelled instead, with the reason saying why.
+_EV_STATE = "(SELECT state FROM events WHERE events.id=deliveries.event_id)"
 _REQUEUE = (
-    "(CASE WHEN (SELECT state FROM events WHERE events.id=deliveries.event_id)"
-    " IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END)"
+    f"status=(CASE WHEN {_EV_STATE} IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END),"
+    f" reason=(CASE {_EV_STATE} WHEN 'cancelled' THEN 'cancelled' WHEN 'superseded' THEN 'superseded'"
+    " ELSE :reason END),"
+    f" last_error=(CASE WHEN {_EV_STATE} IN ('cancelled','superseded')"
+    f" THEN {_EV_STATE} || ' while in flight; ' || COALESCE(:err, '') ELSE :err END)"
 )
 
 _FINISH_SQL = {
@@ -66,16 +70,15 @@ _FINISH_SQL = {
         "UPDATE deliveries SET status='sent', sent_at=:at, provider_ref=:ref, lease_token=NULL"
     ),
     OutcomeKind.RETRY: (
-        f"UPDATE deliveries SET status={_REQUEUE}, next_attempt_at=:next, last_error=:err, reason=:reason,"
-        " lease_token=NULL"
+        f"UPDATE deliveries SET {_REQUEUE}, next_attempt_at=:next, lease_token=NULL"
     ),
     OutcomeKind.FAILED: (
         "UPDATE deliveries SET status='failed', last_error=:err, reason=:reason, finished_at=:at,"
         " lease_token=NULL"
     ),
     OutcomeKind.RELEASE: (
-        f"UPDATE deliveries SET status={_REQUEUE}, attempts=MAX(attempts-1,0), next_attempt_at=:next,"
-        " last_error=:err, reason=:reason, lease_token=NULL"
+        f"UPDATE deliveries SET {_REQUEUE}, attempts=MAX(attempts-1,0), next_attempt_at=:next,"
+        " lease_token=NULL"
     ),
 }
 
