@@ -99,3 +99,14 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS receipts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider_ref TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    at REAL NOT NULL,
+    applied INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipts_ref ON receipts(provider_ref);
+CREATE INDEX IF NOT EXISTS deliveries_address ON deliveries(address, created_at);
