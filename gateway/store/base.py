@@ -149,6 +149,16 @@ class Receipt:
     level: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    event_id: str
+    unit_id: str
+    first: bool  # only the first ack of a unit for an event counts
+    level: str | None
+    accepted_at: float
+    event_status: str
+
+
 class Store(Protocol):
     """Durable state of the gateway."""
 
@@ -204,3 +214,74 @@ class Store(Protocol):
         ...
 
     async def outbox_stats(self, now: float) -> OutboxStats: ...
+
+    # ---- receipts, acks, fallbacks
+    async def delivery(self, *, delivery_id: str | None = None, provider_ref: str | None = None
+                       ) -> dict[str, Any] | None:
+        """One delivery row (plus `ack_required`, `unit_acked_at`), by id or provider reference."""
+        ...
+
+    async def transition(self, delivery_id: str, *, from_statuses: Sequence[str], to_status: str, at: float,
+                         reason: str | None = None, error: str | None = None,
+                         next_at: float | None = None) -> bool:
+        """Compare-and-set a delivery's status; False when it was not in `from_statuses`."""
+        ...
+
+    async def log_receipt(self, provider_ref: str, status: str, error_code: str | None, at: float,
+                          applied: bool) -> None: ...
+
+    async def record_ack(self, *, event_id: str, unit_id: str, delivery_id: str | None, by: str, via: str,
+                         at: float) -> AckResult | None:
+        """Record an ack (all are logged; the first one counts). None: no such unit on that event."""
+        ...
+
+    async def link_used(self, delivery_id: str) -> bool: ...
+
+    async def open_delivery_for_address(self, address: str) -> dict[str, Any] | None:
+        """The latest SMS/voice delivery to `address` whose unit still owes an ack."""
+        ...
+
+    async def add_deliveries(self, event_id: str, deliveries: Sequence[PlannedDelivery], *, now: float
+                             ) -> list[str]:
+        """Add follow-up deliveries (fallbacks, escalations) unless their `cause_id` exists or
+        the event is cancelled/superseded; returns the ids added."""
+        ...
+
+    async def stale_sent(self, *, before: float, limit: int) -> list[dict[str, Any]]:
+        """Deliveries in `sent` since before `before`, not yet followed up (marked now)."""
+        ...
+
+    async def addresses_used(self, event_id: str, unit_id: str) -> list[str]: ...
+
+    # ---- escalation (exactly once: a claim is a lease, an advance is compare-and-set)
+    async def claim_escalations(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        """Unacked units past their escalation time, leased for `lease_for` seconds. Rows carry
+        event_id, unit_id, unit_name, escalation_step, deadline, escalation (JSON steps frozen at
+        intake), level, status and the event's state."""
+        ...
+
+    async def advance_escalation(self, event_id: str, unit_id: str, *, step: int, next_at: float | None) -> bool:
+        """Move the unit from `step` to `step + 1`; False if another worker did already."""
+        ...
+
+    async def unacked_units(self, event_id: str) -> list[dict[str, Any]]: ...
+
+    # ---- audit chain
+    async def append_audit(self, *, at: float, principal: str, action: str, subject: str,
+                           detail: Mapping[str, Any]) -> int:
+        """Append one record linked to the previous one by hash; returns its sequence number."""
+        ...
+
+    async def list_audit(self, *, after: int, limit: int) -> list[dict[str, Any]]: ...
+
+    # ---- public messages (two-person rule)
+    async def insert_public(self, row: Mapping[str, Any]) -> None: ...
+
+    async def get_public(self, pm_id: str) -> dict[str, Any] | None: ...
+
+    async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
+                            dispatch_event_id: str | None = None) -> bool:
+        """Compare-and-set from pending_approval; False when already decided or expired."""
+        ...
+
+    async def expire_public(self, *, now: float) -> list[str]: ...

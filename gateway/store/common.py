@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -109,3 +111,9 @@ def summarise(
         "acked": len(acked),
         "unacked_units": [u["unit_id"] for u in required if not u["acked_at"]],
     }
+
+
+def audit_hash(seq: int, at: float, principal: str, action: str, subject: str, detail: str, prev: str) -> str:
+    """The chain link: SHA-256 over the record's content and the previous record's hash."""
+    blob = json.dumps([seq, repr(at), principal, action, subject, detail, prev], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at REAL NOT NULL,
     sent_at REAL,
     delivered_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    followed_up INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, priority, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
@@ -110,3 +111,20 @@ CREATE TABLE IF NOT EXISTS receipts (
 );
 CREATE INDEX IF NOT EXISTS receipts_ref ON receipts(provider_ref);
 CREATE INDEX IF NOT EXISTS deliveries_address ON deliveries(address, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_cause ON deliveries(cause_id) WHERE cause_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(status, sent_at) WHERE status='sent';
+
+CREATE TABLE IF NOT EXISTS public_messages (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    text TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    state TEXT NOT NULL,
+    approver TEXT,
+    reason TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    decided_at REAL,
+    dispatch_event_id TEXT
+);

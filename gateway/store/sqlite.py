@@ -10,7 +10,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -19,8 +19,11 @@ from typing import Any, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from gateway.store import common
+from gateway.store import sqlite_acks as acks_
+from gateway.store import sqlite_flow as flow_
 from gateway.store import sqlite_tx as tx_
 from gateway.store.base import (
+    AckResult,
     Duplicate,
     NewEvent,
     OutboxItem,
@@ -256,3 +259,77 @@ class SqliteStore:
             return OutboxStats(depth=depth, oldest_pending=oldest)
 
         return await self._run(q)
+
+    # ---- receipts, acks, fallbacks
+    async def delivery(self, *, delivery_id: str | None = None, provider_ref: str | None = None
+                       ) -> dict[str, Any] | None:
+        if delivery_id is not None:
+            return await self._run(lambda c: acks_.delivery_row(c, "id", delivery_id))
+        if provider_ref is not None:
+            return await self._run(lambda c: acks_.delivery_row(c, "provider_ref", provider_ref))
+        return None
+
+    async def transition(self, delivery_id: str, *, from_statuses: Sequence[str], to_status: str, at: float,
+                         reason: str | None = None, error: str | None = None,
+                         next_at: float | None = None) -> bool:
+        return await self._run(lambda c: acks_.transition(c, delivery_id, from_statuses, to_status, at, reason,
+                                                          error, next_at))
+
+    async def log_receipt(self, provider_ref: str, status: str, error_code: str | None, at: float,
+                          applied: bool) -> None:
+        await self._run(lambda c: c.execute(
+            "INSERT INTO receipts (provider_ref, status, error_code, at, applied) VALUES (?,?,?,?,?)",
+            (provider_ref, status, error_code, at, int(applied))))
+
+    async def record_ack(self, *, event_id: str, unit_id: str, delivery_id: str | None, by: str, via: str,
+                         at: float) -> AckResult | None:
+        return await self._run(lambda c: acks_.record_ack(c, event_id, unit_id, delivery_id, by, via, at))
+
+    async def link_used(self, delivery_id: str) -> bool:
+        return await self._run(lambda c: acks_.link_used(c, delivery_id))
+
+    async def open_delivery_for_address(self, address: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: acks_.open_delivery_for_address(c, address))
+
+    async def add_deliveries(self, event_id: str, deliveries: Sequence[PlannedDelivery], *, now: float
+                             ) -> list[str]:
+        return await self._run(lambda c: acks_.add_deliveries(c, event_id, deliveries, now))
+
+    async def stale_sent(self, *, before: float, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: acks_.stale_sent(c, before, limit))
+
+    async def addresses_used(self, event_id: str, unit_id: str) -> list[str]:
+        return await self._run(lambda c: acks_.addresses_used(c, event_id, unit_id))
+
+    # ---- escalation
+    async def claim_escalations(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.claim_escalations(c, now, limit, lease_for))
+
+    async def advance_escalation(self, event_id: str, unit_id: str, *, step: int, next_at: float | None) -> bool:
+        return await self._run(lambda c: flow_.advance_escalation(c, event_id, unit_id, step, next_at))
+
+    async def unacked_units(self, event_id: str) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.unacked_units(c, event_id))
+
+    # ---- audit
+    async def append_audit(self, *, at: float, principal: str, action: str, subject: str,
+                           detail: Mapping[str, Any]) -> int:
+        return await self._run(lambda c: flow_.append_audit(c, at, principal, action, subject, dict(detail)))
+
+    async def list_audit(self, *, after: int, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.list_audit(c, after, limit))
+
+    # ---- public messages
+    async def insert_public(self, row: Mapping[str, Any]) -> None:
+        await self._run(lambda c: flow_.insert_public(c, dict(row)))
+
+    async def get_public(self, pm_id: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: flow_.get_public(c, pm_id))
+
+    async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
+                            dispatch_event_id: str | None = None) -> bool:
+        return await self._run(lambda c: flow_.decide_public(c, pm_id, to_state, by, reason, at,
+                                                             dispatch_event_id))
+
+    async def expire_public(self, *, now: float) -> list[str]:
+        return await self._run(lambda c: flow_.expire_public(c, now))

@@ -1,0 +1,67 @@
+"""CPU time and memory of a process from /proc (Linux only; no psutil needed)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` in seconds (children not included).
+
+    Raises:
+        OSError: the process is gone or /proc is unavailable.
+    """
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        raw = f.read()
+    # The command name (field 2) may contain spaces: split after its closing parenthesis.
+    fields = raw[raw.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    rss_mb: float
+    peak_rss_mb: float  # VmHWM: the high-water mark since the process started
+
+
+def memory(pid: int) -> Memory:
+    """Current and peak resident set size of `pid`, in MiB.
+
+    Raises:
+        OSError: the process is gone or /proc is unavailable.
+    """
+    values: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    return Memory(rss_mb=values.get("VmRSS", 0.0), peak_rss_mb=values.get("VmHWM", 0.0))
+
+
+def machine() -> dict[str, object]:
+    """nproc, CPU model and memory of this machine."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = 0.0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count() or 0, "cpu_model": model, "mem_gb": mem_gb,
+            "affinity": len(os.sched_getaffinity(0))}
