@@ -1,6 +1,6 @@
 """The benchmark's webhook receiver process: `tests.support.receiver.Receiver` plus control routes.
 
-    python -m bench.receiver --port 0 --secret whsec_... [--fail-rate 0.2 --seed 1]
+    GATEWAY_WEBHOOK_SECRET=whsec_... python -m bench.receiver --port 0 [--fail-rate 0.2 --seed 1]
 
 prints `READY <port>` and serves until SIGTERM. It verifies every signature (a bad one is
 answered 401 and counted) and records arrivals with `time.monotonic()`, which on Linux is one
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import signal
 from collections import Counter
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on READY)")
-    parser.add_argument("--secret", default=None, help="whsec_... secret; omit to skip verification")
+    parser.add_argument("--secret", default=os.environ.get("GATEWAY_WEBHOOK_SECRET"),
+                        help="whsec_... secret (default: $GATEWAY_WEBHOOK_SECRET; none: no verification)")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of /hook requests answered 503")
     parser.add_argument("--seed", type=int, default=0, help="seed of the failure draw")
     args = parser.parse_args(argv)

@@ -93,7 +93,8 @@ class TwilioCfg(BaseModel):
     timeout: float = Field(default=15.0, gt=0)
     voice: str = "Polly.Zhiyu"
     language: str = "cmn-CN"
-    receipt_timeout: float = Field(default=600.0, gt=0)
+    receipt_timeout: float = Field(default=600.0, gt=0)  # `sent` this long without a receipt: follow up
+    voice_retry_interval: float = Field(default=120.0, ge=0)  # busy / no-answer: call again after
 
 
 class SandboxCfg(BaseModel):

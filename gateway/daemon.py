@@ -11,6 +11,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from contacts.resolver import StaticResolver
 from gateway import logs
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
+from gateway.acklinks import AckLinks
 from gateway.auth import TokenBook
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
@@ -88,7 +90,7 @@ class Gateway:
         if problems:
             raise ValueError("; ".join(problems))
         resolver = StaticResolver(roster)
-        planner = Planner(policy, resolver, self.renderer, self.channels.keys())
+        planner = Planner(policy, resolver, self.renderer, self.channels.keys(), links=self.links)
         return Runtime(roster, resolver, policy, planner)
 
     def reload(self) -> bool:
@@ -115,8 +117,14 @@ class Gateway:
 
         return await submit(self, event, source=source, principal=principal)
 
+    async def audit(self, principal: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        """Append to the tamper-evident audit trail (hash chain)."""
+        await self.store.append_audit(at=time.time(), principal=principal, action=action, subject=subject,
+                                      detail=detail)
+
     async def cancel(self, event_id: str, *, by: str) -> int:
         n = await self.store.cancel_event(event_id, at=time.time(), by=by)
+        await self.audit(by, "event_cancelled", event_id, {"cancelled": n})
         log.info("event_cancelled", event_id=event_id, cancelled=n, by=by)
         return n
 
@@ -141,20 +149,24 @@ class Gateway:
         if not cfg.server.public_base_url:
             host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
             self.base_url = f"http://{host}:{self.port}"
+        self.links = AckLinks(secret_file(cfg.data_dir, "ack.secret", "GATEWAY_ACK_SECRET"), self.base_url)
         self.channels = await build_channels(self)
         self.metrics.register_channels(self.channels.keys())
         self.runtime = self.load_runtime()
         d = cfg.dispatch
-        from gateway.receipts import delivery_meta
+        from gateway.receipts import delivery_meta, on_delivery_failed, receipt_timeouts
 
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.metrics,
             backoff=Backoff(initial=d.backoff_initial, maximum=d.backoff_max),
             concurrency=d.concurrency, lease_for=d.lease_seconds,
             meta=lambda item: delivery_meta(self, item),
+            on_failed=lambda item, exc: on_delivery_failed(self, item, exc),
         )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
+        if "sms" in self.channels or "voice" in self.channels:
+            self._tasks.append(asyncio.create_task(receipt_timeouts(self), name="receipt-timeouts"))
         self.ready = True
         log.info("gateway_started", url=self.base_url, store=cfg.store_url.split("@")[-1],
                  roster_units=len(self.runtime.roster.units), channels=sorted(self.channels),
@@ -218,6 +230,26 @@ class Gateway:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def secret_file(data_dir: str, name: str, env: str) -> bytes:
+    """A secret from the environment, else from <data-dir>/<name> (created once, mode 0600)."""
+    import os
+    import secrets
+
+    from_env = os.environ.get(env, "")
+    if from_env:
+        logs.register_secret(from_env)
+        return from_env.encode()
+    path = Path(data_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    value = path.read_text().strip()
+    logs.register_secret(value)
+    return value.encode()
 
 
 def check_policy_against_roster(policy: Policy, roster: Roster) -> list[str]:

@@ -56,6 +56,10 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
     except UnknownEvent as exc:
         raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {exc}",
                        field="$.supersedes") from exc
+    await gw.audit(principal, "event_accepted", event_id,
+                   {"type": event.type.value, "level": event.level.value if event.level else None,
+                    "status": event.status.value, "source": source, "body_hash": record.body_hash,
+                    "deliveries": len(plan.deliveries), "roster_version": rt.roster.version})
     gw.metrics.events.labels(event.type.value, event.level.value if event.level else "none",
                              event.status.value, source).inc()
     gw.dispatcher.wake()

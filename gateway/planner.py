@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from contacts.resolver import Recipient, StaticResolver
+from gateway.acklinks import AckLinks
 from gateway.events import Event
 from gateway.policy import Policy
 from gateway.render import Renderer
@@ -20,6 +21,7 @@ from gateway.store.base import PlannedAck, PlannedDelivery
 from gateway.store.common import ts
 
 MIN_DEADLINE = timedelta(minutes=10)
+LINK_VALIDITY = timedelta(hours=24)  # ack links outlive the ack window: late confirmations count
 
 
 @dataclass
@@ -59,7 +61,8 @@ class Planner:
     """Plans the deliveries of one event."""
 
     def __init__(self, policy: Policy, resolver: StaticResolver, renderer: Renderer,
-                 channels: Collection[str]):
+                 channels: Collection[str], links: AckLinks | None = None):
+        self.links = links
         self.policy = policy
         self.resolver = resolver
         self.renderer = renderer
@@ -120,8 +123,13 @@ class Planner:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             sms_text: str | None = None
             for ch, addr in targets:
+                did = new_delivery_id()
                 if ch == "voice":
                     text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack)
+                elif ch == "sms" and up.ack and self.links is not None:
+                    expires = accepted + max(up.ack, LINK_VALIDITY)
+                    text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack,
+                                             ack_url=self.links.url(did, expires.timestamp()))
                 else:
                     if sms_text is None:
                         sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack)
@@ -133,7 +141,7 @@ class Planner:
                         ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
                     )
                 res.deliveries.append(PlannedDelivery(
-                    id=new_delivery_id(), unit_id=r.unit_id, unit_name=r.unit_name, channel=ch,
+                    id=did, unit_id=r.unit_id, unit_name=r.unit_name, channel=ch,
                     address=addr, endpoint_key=endpoint_key(ch, addr), text=text, payload=payload,
                     max_attempts=self.policy.max_attempts(ch), priority=priority, deadline=deadline,
                 ))

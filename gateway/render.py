@@ -105,9 +105,10 @@ class Renderer:
         data["id"] = event_id
         return EventContext(values, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
-    def sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None) -> str:
+    def sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, ack_url: str = "") -> str:
         """The SMS text. Raises RenderError when it exceeds the segment budget."""
-        text = self._sms.render(ctx.values, unit_name=unit_name, ack=_span(ack) if ack else "").strip()
+        text = self._sms.render(ctx.values, unit_name=unit_name, ack=_span(ack) if ack else "",
+                                ack_url=ack_url).strip()
         text = text.replace("\n", "")
         n = sms_segments(text)
         if n > self.max_sms_segments:

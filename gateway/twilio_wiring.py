@@ -49,6 +49,7 @@ async def build_twilio(gw: Gateway) -> dict[str, ChannelSlot]:
     tc = TwilioConfig(account_sid=sid, auth_token=token, from_number=cfg.from_number, base_url=base_url or None,
                       status_callback=f"{gw.base_url}/v1/callbacks/twilio/status", voice=cfg.voice,
                       language=cfg.language)
+    gw.extras["twilio_config"] = tc
     api = TwilioApi(tc)
     gw.extras.setdefault("closers", []).append(api.aclose)
     return {

@@ -7,6 +7,6 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway.api import sink
+    from gateway.api import acks, sink
 
-    return [sink.routes]
+    return [sink.routes, acks.routes]

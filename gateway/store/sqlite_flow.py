@@ -41,7 +41,7 @@ def append_audit(c: sqlite3.Connection, at: float, principal: str, action: str, 
     prev = c.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     prev_hash = prev[0] if prev else ""
     blob = json.dumps(detail, ensure_ascii=False, sort_keys=True)
-    seq = (c.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]) + 1
+    seq = int(c.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]) + 1
     h = audit_hash(seq, at, principal, action, subject, blob, prev_hash)
     c.execute("INSERT INTO audit (seq, at, principal, action, subject, detail, prev_hash, hash)"
               " VALUES (?,?,?,?,?,?,?,?)", (seq, at, principal, action, subject, blob, prev_hash, h))

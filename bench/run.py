@@ -1,0 +1,616 @@
+"""Benchmark: the real gateway daemon vs a bare aiohttp loop, side by side in one run.
+
+    python -m bench.run [--quick] [--cases latency tp2k ...] [--out bench/results/latest.json]
+
+Three processes besides this one, all on 127.0.0.1: the webhook receiver (`bench.receiver`),
+the gateway daemon (`python -m gateway run`, one per case, fresh SQLite file, durable
+`synchronous=FULL`) and the bare loop (`bench.bare`). Gateway and bare runs alternate
+(G,B then B,G ...); every figure is the median over the repeats. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.procstat import cpu_seconds, machine, memory
+from channels.signing import generate_secret
+from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = 40
+CONCURRENCY = 50
+WRITER = TOKENS["writer"][0]
+READER = TOKENS["reader"][0]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    endpoints: int  # webhook endpoints per roster unit: deliveries = 40 x endpoints
+    repeats: tuple[int, int]  # (full, quick)
+    timeout: float  # hard limit for the whole case, seconds
+    fail_rate: float = 0.0
+    dispatch: dict[str, Any] = field(default_factory=dict)  # extra dispatch.* config
+
+    @property
+    def deliveries(self) -> int:
+        return UNITS * self.endpoints
+
+
+CASES: dict[str, Case] = {c.name: c for c in (
+    Case("latency", "40-unit fan-out", 1, (15, 7), 60),
+    Case("tp2k", "2,000 deliveries", 50, (5, 3), 120),
+    Case("tp20k", "20,000 deliveries", 500, (3, 1), 240),
+    Case("fail503", "40 units, 20% 503s (default backoff)", 1, (5, 3), 120, fail_rate=0.2),
+    Case("fail503fast", "40 units, 20% 503s (backoff_initial 0.2 s)", 1, (5, 3), 120, fail_rate=0.2,
+         dispatch={"backoff_initial": 0.2, "backoff_max": 2.0}),
+)}
+OPTIONAL = ("apprise", "alertmanager")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- small helpers
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+    return statistics.median(vals) if vals else None
+
+
+def run_stats(arrivals: list[float], t0: float, expected: int) -> dict[str, Any]:
+    """Wall time to the last first-2xx arrival, rate and per-delivery latency, all from t0."""
+    lat = [(a - t0) * 1000 for a in arrivals]
+    wall = max(lat) if lat else None
+    return {
+        "delivered": len(arrivals),
+        "expected": expected,
+        "wall_ms": wall,
+        "rate": len(arrivals) / (wall / 1000) if wall else None,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+    }
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if abs(v) >= 1000 and digits <= 1:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+# ---------------------------------------------------------------- processes
+class Child:
+    """A helper process started by the harness, stopped by its own pid only."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_receiver(env: dict[str, str]) -> tuple[Child, int]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.receiver", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    if not line.startswith(b"READY "):
+        raise BenchError(f"receiver did not start: {line!r}")
+    return Child(proc, "receiver"), int(line.split()[1])
+
+
+class Bare:
+    """The bare-loop process, driven by JSON lines."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+
+    @classmethod
+    async def start(cls, env: dict[str, str]) -> Bare:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.bare", "--concurrency", str(CONCURRENCY),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+            limit=64 * 1024 * 1024)
+        return cls(Child(proc, "bare"))
+
+    async def call(self, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        proc = self.child.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        await proc.stdin.drain()
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        if not line:
+            raise BenchError("bare loop process exited")
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            raise BenchError(f"bare loop: {answer.get('error')}")
+        return answer
+
+
+# ---------------------------------------------------------------- the bench
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.secret = generate_secret()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "GATEWAY_WEBHOOK_SECRET": self.secret}
+        self.session: aiohttp.ClientSession | None = None
+        self.receiver: Child | None = None
+        self.receiver_url = ""
+        self.bare: Bare | None = None
+        self.runs = 0
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self.session is not None
+        return self.session
+
+    async def __aenter__(self) -> Bench:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=8), timeout=aiohttp.ClientTimeout(total=None))
+        self.receiver, port = await start_receiver(self.env)
+        self.receiver_url = f"http://127.0.0.1:{port}"
+        self.bare = await Bare.start(self.env)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.bare is not None:
+            with contextlib.suppress(Exception):
+                await self.bare.call({"op": "quit"}, 2)
+            await self.bare.child.stop()
+        if self.receiver is not None:
+            await self.receiver.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    # ---- receiver control
+    async def rx(self, op: str, **params: Any) -> dict[str, Any]:
+        """Call a control route of the receiver; `timeout` (wait) also bounds the HTTP call."""
+        method = "POST" if op == "reset" else "GET"
+        limit = float(params.get("timeout", 25)) + 5
+        async with self.http.request(method, f"{self.receiver_url}/_bench/{op}",
+                                     params={k: str(v) for k, v in params.items()},
+                                     timeout=aiohttp.ClientTimeout(total=limit)) as r:
+            r.raise_for_status()
+            body: dict[str, Any] = await r.json()
+            return body
+
+    # ---- daemon
+    def daemon_for(self, case: Case) -> Daemon:
+        urls = [{"url": f"{self.receiver_url}/hook/{{unit_id}}/{i}"} for i in range(case.endpoints)]
+        config = {
+            "log_format": "json",
+            "roster": {"extra_contacts": {"*": urls}},
+            "channels": {"webhook": {"enabled": True, "per_endpoint": CONCURRENCY},
+                         "twilio": {"enabled": False}},
+            "dispatch": {"concurrency": CONCURRENCY, **case.dispatch},
+            "sandbox": {"enabled": False},
+        }
+        return Daemon(self.workdir / case.name, config, ALL_ROLES_POLICY,
+                      env={"GATEWAY_WEBHOOK_SECRET": self.secret})
+
+    async def post_event(self, d: Daemon, event_id: str) -> dict[str, Any]:
+        async with self.http.post(f"{d.url}/v1/events", headers={"Authorization": f"Bearer {WRITER}"},
+                                  json={"type": "warning.issued", "level": "orange", "id": event_id}) as r:
+            body: dict[str, Any] = await r.json()
+            if r.status != 202:
+                raise BenchError(f"POST /v1/events answered {r.status}: {body}")
+            return body
+
+    async def recorded(self, d: Daemon, event_id: str, expected: int, deadline: float) -> float:
+        """Poll the event list (summary counts only) until every delivery is `delivered` in the store."""
+        while True:
+            async with self.http.get(f"{d.url}/v1/events", params={"limit": "1"},
+                                     headers={"Authorization": f"Bearer {READER}"}) as r:
+                events = (await r.json())["events"]
+            if events and events[0]["id"] == event_id:
+                by_status = events[0]["summary"]["by_status"]
+                if by_status.get("delivered", 0) >= expected:
+                    return time.monotonic()
+            if time.monotonic() > deadline:
+                raise BenchError(f"event {event_id} not recorded as delivered in time: {events[:1]}")
+            await asyncio.sleep(0.01)
+
+    # ---- one run each
+    async def gateway_run(self, d: Daemon, case: Case, seed: int, timeout: float) -> dict[str, Any]:
+        assert d.proc is not None
+        self.runs += 1
+        event_id = f"bench-{case.name}-{self.runs}"
+        await self.rx("reset", fail_rate=case.fail_rate, seed=seed)
+        cpu0 = cpu_seconds(d.proc.pid)
+        t0 = time.monotonic()
+        answer = await self.post_event(d, event_id)
+        t_202 = time.monotonic()
+        if answer["deliveries"] != case.deliveries:
+            raise BenchError(f"expected {case.deliveries} deliveries, the gateway planned {answer['deliveries']}")
+        waited = await self.rx("wait", count=case.deliveries, timeout=timeout)
+        if not waited["ok"]:
+            raise BenchError(f"gateway: only {waited['delivered']}/{case.deliveries} arrived within {timeout:g}s")
+        t_rec = await self.recorded(d, event_id, case.deliveries, time.monotonic() + 30)
+        cpu = cpu_seconds(d.proc.pid) - cpu0
+        s = await self.rx("summary")
+        out = run_stats(s["arrivals"], t0, case.deliveries)
+        out.update(
+            intake_ms=(t_202 - t0) * 1000,
+            recorded_ms=(t_rec - t0) * 1000,
+            from_202_p50_ms=percentile([(a - t_202) * 1000 for a in s["arrivals"]], 50),
+            cpu_s=cpu, cpu_per_1000=cpu / case.deliveries * 1000,
+            received=s["received"], dup_2xx=s["dup_2xx"], bad_signatures=s["bad_signatures"],
+            statuses=s["statuses"], event_id=event_id,
+        )
+        return out
+
+    async def bare_run(self, name: str, case: Case, seed: int, timeout: float) -> dict[str, Any]:
+        assert self.bare is not None
+        self.runs += 1
+        await self.rx("reset", fail_rate=case.fail_rate, seed=seed)
+        cpu0 = cpu_seconds(self.bare.child.pid)
+        res = await self.bare.call({"op": "run", "name": name, "prefix": f"bare-{self.runs}-",
+                                    "timeout": timeout}, timeout + 5)
+        cpu = cpu_seconds(self.bare.child.pid) - cpu0
+        s = await self.rx("summary")
+        out = run_stats(s["arrivals"], res["t0"], case.deliveries)
+        out.update(cpu_s=cpu, cpu_per_1000=cpu / case.deliveries * 1000, received=s["received"],
+                   dup_2xx=s["dup_2xx"], bad_signatures=s["bad_signatures"], statuses=s["statuses"],
+                   loop_ms=(res["t_end"] - res["t0"]) * 1000)
+        return out
+
+    # ---- one case
+    async def run_case(self, case: Case, repeats: int) -> dict[str, Any]:
+        result: dict[str, Any] = {"title": case.title, "deliveries": case.deliveries, "repeats": repeats,
+                                  "fail_rate": case.fail_rate, "dispatch": case.dispatch,
+                                  "gateway_runs": [], "bare_runs": []}
+        d = self.daemon_for(case)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(case.timeout):
+                await d.start()
+                assert d.proc is not None
+                result["daemon_rss_idle_mb"] = memory(d.proc.pid).rss_mb
+                left = lambda: max(1.0, case.timeout - (time.monotonic() - started))  # noqa: E731
+                # warm-up (not counted): connection pools, SQLite pages, and the bodies for the bare loop
+                warm = await self.gateway_run(d, case, seed=10_000, timeout=left())
+                result["warmup_gateway"] = {k: warm[k] for k in ("wall_ms", "rate", "delivered")}
+                bodies = await self.rx("bodies")
+                targets = [[p, i] for p, i in bodies["paths"].items()]
+                if len(targets) != case.deliveries:
+                    raise BenchError(f"receiver saw {len(targets)} paths, expected {case.deliveries}")
+                assert self.bare is not None
+                await self.bare.call({"op": "load", "name": case.name, "base": self.receiver_url,
+                                      "bodies": bodies["bodies"], "targets": targets}, 30)
+                result["body_bytes"] = [len(b.encode()) for b in bodies["bodies"]][:1]
+                await self.bare_run(case.name, case, seed=10_001, timeout=left())
+                for r in range(repeats):
+                    order = ("gateway", "bare") if r % 2 == 0 else ("bare", "gateway")
+                    for who in order:
+                        if who == "gateway":
+                            result["gateway_runs"].append(await self.gateway_run(d, case, seed=r, timeout=left()))
+                        else:
+                            result["bare_runs"].append(await self.bare_run(case.name, case, seed=r, timeout=left()))
+                mem = memory(d.proc.pid)
+                result["daemon_peak_rss_mb"] = mem.peak_rss_mb
+                result["daemon_rss_mb"] = mem.rss_mb
+                if self.args.profile and case.name in self.args.profile_cases:
+                    result["profile"] = await self.profile_run(d, case, left())
+        except TimeoutError:
+            result["error"] = f"hard timeout: case exceeded {case.timeout:g}s"
+        except (BenchError, OSError, aiohttp.ClientError) as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            if d.proc is not None and d.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    result.setdefault("daemon_peak_rss_mb", memory(d.proc.pid).peak_rss_mb)
+            try:
+                await d.stop(timeout=15)
+            except TimeoutError:
+                result.setdefault("problems", []).append("daemon did not stop on SIGTERM within 15 s (killed)")
+            result["daemon_log"] = log_digest(d)
+            if "error" in result:
+                result["daemon_log_tail"] = d.tail(20)
+        if self.bare is not None:
+            result["bare_peak_rss_mb"] = memory(self.bare.child.pid).peak_rss_mb
+        result["seconds"] = round(time.monotonic() - started, 1)
+        for side in ("gateway", "bare"):
+            runs = result[f"{side}_runs"]
+            keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, int | float)})
+            result[side] = {k: median_of(runs, k) for k in keys}
+            result[side]["runs"] = len(runs)
+            result[side]["all_delivered_runs"] = sum(1 for r in runs if r["delivered"] == r["expected"])
+            result[side]["dup_2xx_total"] = sum(r.get("dup_2xx", 0) for r in runs)
+        return result
+
+    async def profile_run(self, d: Daemon, case: Case, timeout: float) -> dict[str, Any]:
+        """One more gateway run with py-spy attached (not counted in the figures)."""
+        assert d.proc is not None
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if spy is None:
+            return {"skipped": "py-spy not installed (pip install py-spy into .venv)"}
+        out = self.args.results / f"profile-{case.name}-{stamp()}.txt"
+        proc = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(d.proc.pid), "--rate", "250", "--format", "raw", "--threads",
+            "--nonblocking", "--output", str(out), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        await asyncio.sleep(1.0)  # let it attach
+        try:
+            run = await self.gateway_run(d, case, seed=20_000, timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+            log = await asyncio.wait_for(proc.communicate(), 30)
+        if not out.exists():
+            return {"skipped": f"py-spy wrote nothing: {log[0].decode(errors='replace')[-500:]}"}
+        return {"file": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+                "run": {k: run[k] for k in ("wall_ms", "rate", "cpu_per_1000")}, **summarise_profile(out)}
+
+
+def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """Top frames by self samples and by inclusive samples from py-spy's collapsed-stack output."""
+    self_n: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        frames = stack.split(";")
+        total += count
+        if frames and frames[0].startswith("thread ("):
+            threads[frames[0]] += count
+            frames = frames[1:]
+        if not frames:
+            continue
+        self_n[frames[-1]] += count
+        for f in set(frames):
+            incl[f] += count
+    return {
+        "samples": total,
+        "threads": dict(threads.most_common()),
+        "top_self": [(f, n, round(100 * n / total, 1)) for f, n in self_n.most_common(top)] if total else [],
+        "top_inclusive": [(f, n, round(100 * n / total, 1)) for f, n in incl.most_common(top * 2)] if total else [],
+    }
+
+
+def log_digest(d: Daemon) -> dict[str, Any]:
+    """Warnings and errors the daemon logged during the case, by event name."""
+    levels: Counter[str] = Counter()
+    notable: Counter[str] = Counter()
+    for e in d.log_events():
+        level = str(e.get("level", ""))
+        levels[level] += 1
+        if level in ("warning", "error", "critical", "exception"):
+            notable[f"{level}:{e.get('event')}"] += 1
+    return {"lines_by_level": dict(levels), "warnings_and_errors": dict(notable.most_common(20))}
+
+
+def optional_comparisons() -> dict[str, str]:
+    notes = {}
+    if importlib.util.find_spec("apprise") is None:
+        notes["apprise"] = "skipped: apprise is not installed (never a runtime dependency)"
+    else:
+        notes["apprise"] = "skipped: apprise is installed but this harness has no Apprise driver yet"
+    if shutil.which("alertmanager") is None:
+        notes["alertmanager"] = "skipped: no alertmanager binary on PATH"
+    else:
+        notes["alertmanager"] = "skipped: alertmanager is on PATH but this harness has no driver yet"
+    return notes
+
+
+# ---------------------------------------------------------------- report
+def stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def environment(argv: list[str]) -> dict[str, Any]:
+    commit = dirty = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench.run " + " ".join(argv),
+        "machine": {**machine(), "python": platform.python_version(), "platform": platform.platform(),
+                    "aiohttp": aiohttp.__version__, "sqlite": sqlite3.sqlite_version},
+        "git": {"commit": commit, "dirty": dirty},
+        "concurrency": CONCURRENCY,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def add(case: str, metric: str, g: float | None, b: float | None, r: float | None = None,
+            target: str = "", digits: int = 1) -> None:
+        rows.append((case, metric, fmt(g, digits), fmt(b, digits), fmt(r, 2) if r is not None else "", target))
+
+    for name, res in report["cases"].items():
+        g, b = res.get("gateway", {}), res.get("bare", {})
+        title = f"{res['title']} (n={res['gateway'].get('runs', 0)}/{res['bare'].get('runs', 0)})"
+        if "error" in res:
+            rows.append((title, "ERROR", res["error"][:80], "", "", ""))
+        if name == "latency":
+            add(title, "POST → last arrival, ms", g.get("wall_ms"), b.get("wall_ms"),
+                ratio(g.get("wall_ms"), b.get("wall_ms")), "≤ 2×")
+            add("", "per-delivery latency p50, ms", g.get("p50_ms"), b.get("p50_ms"))
+            add("", "per-delivery latency p99, ms", g.get("p99_ms"), b.get("p99_ms"))
+            add("", "POST → 202 (durable commit), ms", g.get("intake_ms"), None)
+            add("", "202 → delivery p50, ms", g.get("from_202_p50_ms"), None)
+        elif name.startswith("tp"):
+            add(title, "deliveries/s", g.get("rate"), b.get("rate"), ratio(g.get("rate"), b.get("rate")), "≥ 0.8×")
+            add("", "POST → last arrival, s", _s(g.get("wall_ms")), _s(b.get("wall_ms")), None, "", 2)
+            add("", "POST → all recorded delivered, s", _s(g.get("recorded_ms")), None, None, "", 2)
+            rows.append(("", "per-delivery latency p50 / p99, s",
+                         f"{fmt(_s(g.get('p50_ms')), 2)} / {fmt(_s(g.get('p99_ms')), 2)}",
+                         f"{fmt(_s(b.get('p50_ms')), 2)} / {fmt(_s(b.get('p99_ms')), 2)}", "", ""))
+            add("", "CPU-s per 1,000 deliveries", g.get("cpu_per_1000"), b.get("cpu_per_1000"),
+                ratio(g.get("cpu_per_1000"), b.get("cpu_per_1000")), "≤ 0.3", 3)
+            add("", "peak RSS, MiB", res.get("daemon_peak_rss_mb"), res.get("bare_peak_rss_mb"))
+        elif name.startswith("fail503"):
+            gd = f"{g.get('all_delivered_runs', 0)}/{g.get('runs', 0)} runs 100%"
+            bd = f"{fmt(_pct(b.get('delivered'), res['deliveries']))}% delivered (no retries)"
+            rows.append((title, "delivered", gd, bd, "", "100%"))
+            rows.append(("", "duplicates (same id 2xx twice), all runs", str(g.get("dup_2xx_total", "–")),
+                         str(b.get("dup_2xx_total", "–")), "", "0"))
+            add("", "POST → last of 40, s", _s(g.get("wall_ms")), _s(b.get("wall_ms")), None, "≤ 1.5", 2)
+            add("", "attempts per run (receiver requests)", g.get("received"), b.get("received"))
+    for name, note in report.get("optional", {}).items():
+        rows.append((name, note, "", "", "", ""))
+    head = ("case", "metric", "gateway", "bare loop", "gateway/bare", "target")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _s(ms: float | None) -> float | None:
+    return ms / 1000 if ms is not None else None
+
+
+def _pct(n: float | None, of: int) -> float | None:
+    return 100 * n / of if n is not None and of else None
+
+
+def header(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    return (f"{report['date']} · {m['nproc']} CPU ({m['cpu_model']}), {m['mem_gb']} GB · "
+            f"Python {m['python']}, aiohttp {m['aiohttp']}, SQLite {m['sqlite']} · "
+            f"git {report['git']['commit']}{' (dirty)' if report['git']['dirty'] else ''}\n"
+            f"`{report['command']}` · medians over the repeats · concurrency {report['concurrency']}")
+
+
+def problems(report: dict[str, Any]) -> Iterator[str]:
+    for name, res in report["cases"].items():
+        if "error" in res:
+            yield f"{name}: {res['error']}"
+        for p in res.get("problems", []):
+            yield f"{name}: {p}"
+        notable = res.get("daemon_log", {}).get("warnings_and_errors", {})
+        if notable:
+            yield f"{name}: daemon logged {notable}"
+        for side in ("gateway", "bare"):
+            bad = sum(r.get("bad_signatures", 0) for r in res.get(f"{side}_runs", []))
+            if bad:
+                yield f"{name}: {bad} {side} requests failed signature verification"
+
+
+# ---------------------------------------------------------------- main
+async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    report = environment(argv)
+    report["cases"] = {}
+    report["optional"] = optional_comparisons()
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    try:
+        async with Bench(args, workdir) as bench:
+            for name in args.cases:
+                case = CASES[name]
+                repeats = args.repeats or case.repeats[1 if args.quick else 0]
+                print(f"· {case.title}: {repeats} gateway + {repeats} bare runs ...", file=sys.stderr, flush=True)
+                report["cases"][name] = res = await bench.run_case(case, repeats)
+                g, b = res["gateway"], res["bare"]
+                print(f"  {res['seconds']}s; gateway wall {fmt(g.get('wall_ms'))} ms, {fmt(g.get('rate'))}/s;"
+                      f" bare wall {fmt(b.get('wall_ms'))} ms, {fmt(b.get('rate'))}/s"
+                      + (f"; ERROR {res['error']}" if "error" in res else ""), file=sys.stderr, flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (whole run about 2 minutes)")
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=list(CASES),
+                        help="cases to run (default: all)")
+    parser.add_argument("--repeats", type=int, default=None, help="override the repeats of every case")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the measured runs, one extra gateway run under py-spy (tp20k by default)")
+    parser.add_argument("--profile-cases", nargs="+", default=["tp20k"], choices=list(CASES))
+    parser.add_argument("--keep", action="store_true", help="keep the daemons' data dirs and logs")
+    args = parser.parse_args(argv)
+    args.cases = [c for c in args.cases if c in CASES]
+    args.results = args.out.parent
+    args.results.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    report = asyncio.run(amain(args, argv))
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["table"] = table(report)
+    found = list(problems(report))
+    report["problems"] = found
+    text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
+    args.out.write_text(text)
+    (args.results / f"{stamp()}.json").write_text(text)
+    print(header(report))
+    print()
+    print(report["table"])
+    if found:
+        print("\nproblems:\n" + "\n".join(f"- {p}" for p in found))
+    for name, res in report["cases"].items():
+        prof = res.get("profile")
+        if prof:
+            print(f"\nprofile ({name}): {prof.get('file') or prof.get('skipped')}")
+            for f, _n, pct in prof.get("top_self", [])[:15]:
+                print(f"  {pct:5.1f}%  {f}")
+    print(f"\nwhole run {report['seconds']} s; JSON: {args.out}")
+    return 1 if any("error" in r for r in report["cases"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
