@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     snd.add_argument("--body")
     snd.add_argument("--valid-from")
     snd.add_argument("--valid-until")
+    mig = sub.add_parser("migrate", help="apply store migrations, or copy a SQLite store to PostgreSQL")
+    _common(mig)
+    mig.add_argument("--from", dest="src", help="sqlite:///path to copy from (with --to)")
+    mig.add_argument("--to", dest="dst", help="postgresql://... to copy into (an empty database)")
     return ap
 
 
@@ -175,7 +179,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 1
 
 
-COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send}
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gateway import migrate
+
+    return migrate.run(src=args.src, dst=args.dst, configured_url=lambda: str(_load(args).store_url))
+
+
+COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send,
+            "migrate": cmd_migrate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,9 @@ class TwilioCfg(BaseModel):
     model_config = _Strict
     enabled: bool = False
     base_url: str | None = None  # None: api.twilio.com; the sandbox sets its own
+    # credentials: TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, or these files (re-read on SIGHUP)
+    account_sid_file: str | None = None
+    auth_token_file: str | None = None
     from_number: str = "+15005550006"
     sms_rate: float = Field(default=10.0, gt=0)  # messages per second per sender
     voice_rate: float = Field(default=1.0, gt=0)  # calls per second per account
@@ -122,6 +125,59 @@ class ChannelsCfg(BaseModel):
     plugins: dict[str, PluginCfg] = Field(default_factory=dict)
 
 
+LevelName = Literal["yellow", "orange", "red", "blue"]
+
+# Colour words, Chinese names and response grades (Ⅲ/Ⅱ/Ⅰ级) as found in CAP <parameter>
+# values and Alertmanager `level` labels; matched case-insensitively (gateway/cap.py).
+_LEVEL_WORDS: dict[str, LevelName] = {
+    **dict.fromkeys(["red", "红色", "红", "Ⅰ级", "Ⅰ", "I级", "一级"], "red"),
+    **dict.fromkeys(["orange", "橙色", "橙", "Ⅱ级", "Ⅱ", "II级", "二级"], "orange"),
+    **dict.fromkeys(["yellow", "黄色", "黄", "Ⅲ级", "Ⅲ", "III级", "三级"], "yellow"),
+    **dict.fromkeys(["blue", "蓝色", "蓝", "Ⅳ级", "Ⅳ", "IV级", "四级"], "blue"),
+}
+
+_SEVERITY_LEVELS: dict[str, LevelName] = {"Extreme": "red", "Severe": "orange", "Moderate": "yellow", "Minor": "blue"}
+
+
+class CapCfg(BaseModel):
+    """CAP 1.2 in and out (deploy/cap/README.md)."""
+
+    model_config = _Strict
+    # GB/T 35965.1 identifier ZZZZZZDDDUUUXX_YYYYMMDDhhmmss_N: GB/T 2260 area code, sector code,
+    # unit digits. 140525 is Zezhou County.
+    area_code: str = Field(default="140525", pattern=r"^\d{6}$")
+    sector_code: str = Field(default="000", pattern=r"^\d{3}$")
+    unit_code: str = Field(default="00000", pattern=r"^\d{5}$")
+    sender: str = Field(default="zzhpw@140525.gov.cn", pattern=r"^[^\s,<&]+$")  # CAP forbids these
+    sender_name: str = "泽州县重污染天气应急指挥部"
+    area_name: str = "泽州县"  # areas equal to this get the area_code as a geocode
+    level_parameters: list[str] = Field(default_factory=lambda: [
+        "level", "color", "colour", "颜色", "预警颜色", "预警级别", "预警等级", "级别"])
+    level_values: dict[str, LevelName] = Field(default_factory=lambda: dict(_LEVEL_WORDS))
+    # CAP <severity> (Extreme, Severe, Moderate, Minor) when no colour parameter is present
+    severity_levels: dict[str, LevelName] = Field(default_factory=lambda: dict(_SEVERITY_LEVELS))
+
+
+class AlertRuleCfg(BaseModel):
+    """Which Alertmanager alerts become events, and how."""
+
+    model_config = _Strict
+    alertnames: list[str] = Field(default_factory=lambda: ["AQIHigh"], min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)  # further label equalities
+    kind: Literal["warning", "advisory"] = "warning"
+    level_label: str = "level"  # label, else annotation, holding the colour
+    default_level: LevelName | None = "yellow"  # None: an alert without the label is rejected
+    status: Literal["actual", "exercise", "test"] = "actual"
+    area_label: str = "area"  # label, else annotation; default the event's default area
+    headline_annotation: str = "summary"
+    body_annotation: str = "description"
+
+
+class AlertmanagerCfg(BaseModel):
+    model_config = _Strict
+    rules: list[AlertRuleCfg] = Field(default_factory=lambda: [AlertRuleCfg()])
+
+
 class Config(BaseModel):
     model_config = _Strict
     data_dir: str = "./var"
@@ -135,6 +191,8 @@ class Config(BaseModel):
     dispatch: DispatchCfg = DispatchCfg()
     channels: ChannelsCfg = ChannelsCfg()
     sandbox: SandboxCfg = SandboxCfg()
+    cap: CapCfg = CapCfg()
+    alertmanager: AlertmanagerCfg = AlertmanagerCfg()
     embedded_default: bool = False
 
     @property

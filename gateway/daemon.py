@@ -102,9 +102,17 @@ class Gateway:
             return False
         self.runtime = rt
         log.info("config_reloaded", roster_version=rt.roster.version[:12], policy_version=rt.policy.version[:12])
+        self._tasks.append(asyncio.create_task(self._after_reload(), name="reload"))
+        return True
+
+    async def _after_reload(self) -> None:
+        from gateway.twilio_wiring import reload_twilio
+
+        await reload_twilio(self)
         for name in self.channels:
             self.dispatcher.resume(name)
-        return True
+        await self.audit("operator", "config_reloaded", "runtime",
+                         {"roster_version": self.runtime.roster.version, "policy_version": self.runtime.policy.version})
 
     # ---- intake
     async def submit(self, event: Event, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
@@ -214,6 +222,9 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for slot in getattr(self, "channels", {}).values():
             await slot.channel.aclose()
+        api = self.extras.get("twilio_api")
+        if api is not None:
+            await api.aclose()
         for closer in self.extras.get("closers", []):
             await closer()
         if self.runner is not None:

@@ -205,9 +205,8 @@ class Dispatcher:
         timeout = 1.0
         nxt = await self.store.next_due_at()
         if nxt is not None:
-            timeout = min(timeout, max(0.0, nxt - self.clock()))
-        if timeout <= 0 and len(self._tasks) >= self.concurrency:
-            timeout = 1.0
+            # due work we did not claim is excluded (busy endpoint, paused channel): poll gently
+            timeout = min(timeout, max(0.05, nxt - self.clock()))
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -286,8 +285,8 @@ class Dispatcher:
             slot.reason = exc.detail
             m.channel_up.labels(item.channel).set(0)
             m.attempts.labels(item.channel, "permanent_error").inc()
-            self._record(item, OutcomeKind.RELEASE, next_at=now + slot.pause_for, error=exc.detail,
-                         reason=exc.reason.value)
+            # due again at once, but not claimed while the channel is paused (excluded by key)
+            self._record(item, OutcomeKind.RELEASE, next_at=now, error=exc.detail, reason=exc.reason.value)
             bound.error("channel_misconfigured", reason=exc.reason.value, detail=exc.detail,
                         paused_for=slot.pause_for)
             return

@@ -23,7 +23,8 @@ class TokenBucket:
     def reserve(self) -> float:
         """Take a slot; returns seconds to wait before using it."""
         now = self._clock()
-        interval = 1.0 / self.rate
+        # 2% under the rate (issue 9 allows 2%): send-time jitter must not show above it at the provider
+        interval = 1.0 / self.rate * 1.02
         earliest = now - (self.burst - 1) * interval
         slot = max(self._next, earliest)
         self._next = slot + interval

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from twilio.base.exceptions import TwilioRestException
 
 from channels.twilio import TwilioApi, TwilioConfig, TwilioSms, TwilioVoice
 from gateway import logs
@@ -33,17 +37,48 @@ async def _start_sandbox(gw: Gateway) -> tuple[str, str, str]:
     return sandbox.base_url, sid, token
 
 
+def _credentials(gw: Gateway) -> tuple[str, str]:
+    """From files when configured (so SIGHUP can pick up fixed ones), else the environment.
+
+    Raises:
+        ValueError: no credentials, or a file cannot be read.
+    """
+    cfg = gw.config.channels.twilio
+    sid = os.environ.get("TWILIO_ACCOUNT_SID", "")
+    token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+    try:
+        if cfg.account_sid_file:
+            sid = Path(cfg.account_sid_file).read_text().strip()
+        if cfg.auth_token_file:
+            token = Path(cfg.auth_token_file).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read Twilio credentials: {exc}") from exc
+    if not sid or not token:
+        raise ValueError("channels.twilio is enabled: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+                         "(or account_sid_file / auth_token_file)")
+    return sid, token
+
+
 async def build_twilio(gw: Gateway) -> dict[str, ChannelSlot]:
-    """Raises ValueError when real Twilio is enabled without credentials in the environment."""
+    """Raises ValueError when real Twilio is enabled without credentials."""
     cfg = gw.config.channels.twilio
     if gw.config.sandbox.enabled:
         base_url, sid, token = await _start_sandbox(gw)
     else:
-        sid = os.environ.get("TWILIO_ACCOUNT_SID", "")
-        token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+        sid, token = _credentials(gw)
         base_url = cfg.base_url or ""
-        if not sid or not token:
-            raise ValueError("channels.twilio is enabled: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+    sms, voice = _make(gw, sid, token, base_url)
+    await _warm_up(gw)
+    return {
+        "sms": ChannelSlot(sms, per_endpoint=_in_flight(gw, cfg.sms_rate), timeout=cfg.timeout,
+                           bucket=TokenBucket(cfg.sms_rate)),
+        "voice": ChannelSlot(voice, per_endpoint=_in_flight(gw, cfg.voice_rate), timeout=cfg.timeout,
+                             bucket=TokenBucket(cfg.voice_rate)),
+    }
+
+
+def _make(gw: Gateway, sid: str, token: str, base_url: str) -> tuple[TwilioSms, TwilioVoice]:
+    cfg = gw.config.channels.twilio
     logs.register_secret(token)
     gw.extras["twilio_auth_token"] = token
     tc = TwilioConfig(account_sid=sid, auth_token=token, from_number=cfg.from_number, base_url=base_url or None,
@@ -51,13 +86,43 @@ async def build_twilio(gw: Gateway) -> dict[str, ChannelSlot]:
                       language=cfg.language)
     gw.extras["twilio_config"] = tc
     api = TwilioApi(tc)
-    gw.extras.setdefault("closers", []).append(api.aclose)
-    return {
-        "sms": ChannelSlot(TwilioSms(tc, api=api), per_endpoint=_in_flight(gw, cfg.sms_rate),
-                           timeout=cfg.timeout, bucket=TokenBucket(cfg.sms_rate)),
-        "voice": ChannelSlot(TwilioVoice(tc, api=api), per_endpoint=_in_flight(gw, cfg.voice_rate),
-                             timeout=cfg.timeout, bucket=TokenBucket(cfg.voice_rate)),
-    }
+    gw.extras["twilio_api"] = api
+    return TwilioSms(tc, api=api), TwilioVoice(tc, api=api)
+
+
+async def reload_twilio(gw: Gateway) -> None:
+    """SIGHUP: re-read credential files and swap the adapters in place; the old client closes."""
+    if gw.config.sandbox.enabled or "sms" not in gw.channels:
+        return
+    try:
+        sid, token = _credentials(gw)
+    except ValueError as exc:
+        log.error("twilio_reload_rejected", error=str(exc))
+        return
+    old = gw.extras.get("twilio_api")
+    sms, voice = _make(gw, sid, token, gw.config.channels.twilio.base_url or "")
+    gw.channels["sms"].channel = sms
+    gw.channels["voice"].channel = voice
+    if old is not None:
+        await old.aclose()
+    log.info("twilio_credentials_reloaded")
+
+
+async def _warm_up(gw: Gateway) -> None:
+    """Fetch our own account once at start: it checks the credentials early and opens the
+    HTTP session, so the first real send is not slowed by connection set-up (which would bunch
+    it with the next one and break the paced rate at the provider)."""
+    api = gw.extras["twilio_api"]
+    tc = gw.extras["twilio_config"]
+    try:
+        async with asyncio.timeout(5):
+            await api.client().api.v2010.accounts(tc.account_sid).fetch_async()
+    except TwilioRestException as exc:
+        if exc.status == 401:
+            log.error("twilio_credentials_rejected", status=exc.status, code=exc.code,
+                      note="SMS and voice will pause until the credentials are fixed (SIGHUP)")
+    except Exception as exc:  # a warm-up only: sends classify their own errors later
+        log.warning("twilio_warm_up_failed", error=type(exc).__name__)
 
 
 def _in_flight(gw: Gateway, rate: float) -> int:

@@ -7,6 +7,6 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway.api import acks, sink
+    from gateway.api import acks, openapi, sink, standards
 
-    return [sink.routes, acks.routes]
+    return [sink.routes, acks.routes, standards.routes, openapi.routes]

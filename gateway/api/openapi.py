@@ -1,0 +1,322 @@
+"""`GET /openapi.json`: the OpenAPI 3.1 description of design.md section 5, built once in Python.
+
+tests/test_openapi.py keeps it true: every route the app registers is described here, and
+schemathesis fuzzes the live daemon against it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.events import EventType, Level, Status
+
+routes = web.RouteTableDef()
+
+Schema = dict[str, Any]
+_REF = "#/components/schemas/"
+_JSON = "application/json"
+_CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
+_ERRORS = {400: "malformed request or parameter", 401: "no or bad token", 403: "missing scope or two-person rule",
+           404: "no such resource", 409: "idempotency or state conflict", 413: "body over the configured limit",
+           415: "unsupported content type", 422: "valid syntax, invalid content"}
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": _REF + name}
+
+
+def _str(**kw: Any) -> Schema:
+    return {"type": "string", **kw}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _obj(props: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = False) -> Schema:
+    out: Schema = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    if closed:
+        out["additionalProperties"] = False
+    return out
+
+
+def _array(items: Schema, **kw: Any) -> Schema:
+    return {"type": "array", "items": items, **kw}
+
+
+_TIME = _str(format="date-time")
+_NTIME = _nullable(_TIME)
+_NSTR = _nullable(_str())
+_INT = {"type": "integer", "minimum": 0}
+
+
+def _schemas() -> dict[str, Schema]:
+    levels = [lv.value for lv in Level]
+    return {
+        "Error": _obj({"error": _obj({"code": _str(pattern="^[a-z0-9_]+$"), "message": _str(),
+                                      "field": _str(description="JSON path, query parameter or CAP element path")},
+                                     ("code", "message"))}, ("error",), closed=True),
+        "Measure": _obj({"category": _str(minLength=1, maxLength=32), "text": _str(minLength=1, maxLength=500)},
+                        ("category", "text"), closed=True),
+        "Event": _obj({
+            "id": _str(minLength=1, maxLength=128, pattern=r"^[A-Za-z0-9._:\-]+$",
+                       description="client key for idempotency; generated if absent"),
+            "type": {"enum": [t.value for t in EventType]},
+            "level": {"enum": [*levels, None], "description": "required for warning.* except lifted"},
+            "status": {"enum": [s.value for s in Status], "default": "actual"},
+            "supersedes": _nullable(_str(minLength=1, maxLength=128)),
+            "area": _str(maxLength=100, default="泽州县"),
+            "valid_from": _NTIME, "valid_until": {**_NTIME, "description": "null: 另行通知 (until further notice)"},
+            "headline": _nullable(_str(maxLength=200)), "body": _nullable(_str(maxLength=2000)),
+            "measures": _array(_ref("Measure"), maxItems=50),
+            "audience": _nullable(_obj({k: _array(_str()) for k in ("roles", "groups", "units")}, closed=True)),
+            "issued_by": _nullable(_obj({"org": _str(maxLength=100), "doc_no": _str(maxLength=100)}, closed=True)),
+        }, ("type",), closed=True),
+        "EventAccepted": _obj({"event_id": _str(), "deliveries": _INT, "units": _INT,
+                               "links": _obj({"self": _str()}, ("self",)), "warnings": _array(_str())},
+                              ("event_id", "deliveries", "links")),
+        "EventSummary": _obj({
+            "id": _str(), "type": _str(), "level": _nullable(_str()), "status": _str(),
+            "state": {"enum": ["active", "superseded", "ended", "cancelled"]}, "supersedes": _NSTR,
+            "chain_id": _str(), "source": _str(), "submitted_by": _str(), "accepted_at": _TIME,
+            "valid_until": _NTIME, "headline": _NSTR, "area": _NSTR, "summary": {"type": "object"},
+        }, ("id", "type", "status", "state", "accepted_at")),
+        "Delivery": _obj({
+            "id": _str(), "unit_id": _str(), "unit_name": _str(), "channel": _str(),
+            "address": _str(description="masked"),
+            "status": {"enum": ["pending", "leased", "sent", "delivered", "failed", "cancelled", "expired"]},
+            "attempts": _INT, "last_error": _NSTR, "sent_at": _NTIME, "delivered_at": _NTIME, "acked_at": _NTIME,
+        }, ("id", "unit_id", "channel", "status", "attempts")),
+        "EventDetail": {"allOf": [_ref("EventSummary"), _obj({
+            "event": {"type": "object"}, "summary": {"type": "object"}, "units": _array({"type": "object"}),
+            "deliveries": _array(_ref("Delivery"))}, ("event", "summary", "units", "deliveries"))]},
+        "PublicMessageRequest": _obj({"event_id": _str(minLength=1), "text": _str(minLength=1),
+                                      "channels": _array(_str())}, ("event_id",)),
+        "PublicMessage": _obj({"id": _str(), "event_id": _str(), "state": _str(
+            description="pending_approval, then approved (dispatched), rejected or expired"),
+            "requester": _str(), "approver": _NSTR, "reason": _NSTR, "text": _str(),
+            "channels": _array(_str()), "deliveries": _array(_ref("Delivery"))}, ("id", "state")),
+        "AckRequest": _obj({"via": {"enum": ["phone", "console", "api"]}, "note": _str(maxLength=200)}),
+        "AckResult": _obj({"event_id": _str(), "unit_id": _str(), "first": {"type": "boolean"},
+                           "acknowledged": {"type": "boolean"}, "note": _NSTR},
+                          ("event_id", "unit_id", "first", "acknowledged")),
+        "TwilioForm": _obj({k: _str() for k in ("AccountSid", "MessageSid", "MessageStatus", "CallSid",
+                                                "CallStatus", "ErrorCode", "Digits", "From", "To", "Body")}),
+        "AlertmanagerAlert": _obj({
+            "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object",
+                                                                   "additionalProperties": _str()},
+            "annotations": {"type": "object", "additionalProperties": _str()}, "startsAt": _TIME,
+            "endsAt": _NTIME, "generatorURL": _str(), "fingerprint": _str(pattern="^[A-Za-z0-9]{1,64}$")},
+            ("status", "labels", "startsAt", "fingerprint")),
+        "AlertmanagerPayload": _obj({
+            "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": _str(),
+            "groupKey": _str(), "truncatedAlerts": _INT, "groupLabels": {"type": "object"},
+            "commonLabels": {"type": "object"}, "commonAnnotations": {"type": "object"}, "externalURL": _str(),
+            "alerts": _array(_ref("AlertmanagerAlert"), maxItems=1000)}, ("version", "status", "alerts")),
+        "AlertmanagerResult": _obj({"receiver": _str(), "results": _array(_obj({
+            "fingerprint": _str(), "status": _str(), "outcome": {"enum": ["created", "replayed", "ignored",
+                                                                          "rejected"]},
+            "event_id": _str(), "type": _str(), "detail": _str(), "error": {"type": "object"}},
+            ("fingerprint", "status", "outcome")))}, ("results",)),
+    }
+
+
+def _content(schema: Schema, *types: str, example: Any = None) -> dict[str, Any]:
+    extra = {} if example is None else {"example": example}
+    return {t: {"schema": schema, **extra} for t in (types or (_JSON,))}
+
+
+def _ok(description: str, schema: Schema, *types: str) -> dict[str, Any]:
+    return {"description": description, "content": _content(schema, *types)}
+
+
+def _op(op_id: str, summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = (),
+        security: list[dict[str, list[str]]] | None = None, body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, scope: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op_id, "summary": summary + (f" (scope `{scope}`)" if scope else "")}
+    if params:
+        out["parameters"] = params
+    if body:
+        out["requestBody"] = body
+    out["security"] = security if security is not None else (BEARER if scope else [])
+    all_errors = ((401, 403) if scope else ()) + errors
+    out["responses"] = {str(k): v for k, v in responses.items()} | {
+        str(code): {"$ref": f"#/components/responses/E{code}"} for code in sorted(set(all_errors))}
+    return out
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": _str()}
+
+
+def _query(name: str, schema: Schema) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _json_body(name: str, *, required: bool = True, example: Any = None) -> dict[str, Any]:
+    return {"required": required, "content": _content(_ref(name), example=example)}
+
+
+_EVENT_EXAMPLE = {"type": "warning.issued", "level": "orange", "valid_from": "2026-11-28T12:00:00+08:00",
+                  "valid_until": None, "headline": "橙色预警", "body": "请落实响应措施"}
+_CAP_EXAMPLE = (
+    '<?xml version="1.0" encoding="UTF-8"?><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
+    "<identifier>14052500000000_20261128100000_1</identifier><sender>zzhpw@140525.gov.cn</sender>"
+    "<sent>2026-11-28T10:00:00+08:00</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope>"
+    "<info><language>zh-CN</language><category>Env</category><event>重污染天气预警</event>"
+    "<urgency>Expected</urgency><severity>Severe</severity><certainty>Likely</certainty>"
+    "<headline>泽州县启动橙色(Ⅱ级)重污染天气预警</headline><parameter><valueName>预警级别</valueName>"
+    "<value>橙色</value></parameter><area><areaDesc>泽州县</areaDesc></area></info></alert>")
+_AM_EXAMPLE = {"version": "4", "status": "firing", "receiver": "gateway", "groupKey": '{}:{alertname="AQIHigh"}',
+               "alerts": [{"status": "firing", "labels": {"alertname": "AQIHigh", "level": "orange"},
+                           "annotations": {"summary": "AQI超过200"}, "startsAt": "2026-11-28T02:00:00Z",
+                           "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "3f2a9c0d1e4b5a67"}]}
+
+
+_BODY_ERRORS = (400, 413, 415, 422)
+_EVENT_ID = _path("id", "event id")
+
+
+def _events() -> dict[str, Any]:
+    accepted = _ok("accepted: the event and all its deliveries are durable", _ref("EventAccepted"))
+    replay = _ok("identical replay of an earlier submission: the first answer, nothing re-sent",
+                 _ref("EventAccepted"))
+    return {
+        "/v1/events": {
+            "post": _op("submitEvent", "Submit an event", {202: accepted, 200: replay}, scope="events:write",
+                        body=_json_body("Event", example=_EVENT_EXAMPLE), errors=(*_BODY_ERRORS, 409)),
+            "get": _op("listEvents", "List events, newest first", {200: _ok("events", _obj(
+                {"events": _array(_ref("EventSummary"))}, ("events",)))}, scope="events:read", errors=(400,),
+                params=[_query("status", {"enum": ["active", "superseded", "ended", "cancelled"]}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})]),
+        },
+        "/v1/events/{id}": {"get": _op("getEvent", "An event with delivery summary, units and deliveries",
+                                       {200: _ok("the event", _ref("EventDetail"))}, scope="events:read",
+                                       params=[_EVENT_ID], errors=(404,))},
+        "/v1/events/{id}/cancel": {"post": _op(
+            "cancelEvent", "Cancel what is still pending", {200: _ok("cancelled", _obj(
+                {"event_id": _str(), "cancelled": _INT}, ("event_id", "cancelled")))},
+            scope="events:write", params=[_EVENT_ID], errors=(404,))},
+        "/v1/events/{id}/cap": {"get": _op(
+            "getEventCap", "The event as CAP 1.2 XML (GB/T 35965.1 identifier)",
+            {200: _ok("a CAP 1.2 alert", _str(), "application/cap+xml")}, scope="events:read",
+            params=[_EVENT_ID], errors=(404,))},
+        "/v1/intake/cap": {"post": _op(
+            "intakeCap", "CAP 1.2 XML -> event; hostile XML 400 `hostile_xml`, schema-invalid 422 `invalid_cap`",
+            {202: accepted, 200: replay}, scope="events:write", errors=(*_BODY_ERRORS, 409),
+            body={"required": True, "content": _content(_str(), *_CAP_TYPES, example=_CAP_EXAMPLE)})},
+        "/v1/intake/alertmanager": {"post": _op(
+            "intakeAlertmanager", "Alertmanager webhook payload version 4 -> events (Bearer or Basic auth, "
+            "the password being a token)", {202: _ok("at least one event created", _ref("AlertmanagerResult")),
+                                             200: _ok("nothing new (replays, ignored)",
+                                                      _ref("AlertmanagerResult"))},
+            scope="events:write", security=[{"bearer": []}, {"basic": []}],
+            body=_json_body("AlertmanagerPayload", example=_AM_EXAMPLE),
+            errors=_BODY_ERRORS)},
+        "/v1/roster": {"get": _op("getRoster", "Units with roles, groups and contacts", {200: _ok("the roster", _obj(
+            {"version": _str(), "warnings": _array(_str()), "units": _array({"type": "object"})},
+            ("version", "units")))}, scope="events:read")},
+    }
+
+
+def _public() -> dict[str, Any]:
+    pm = _ok("the public message", _ref("PublicMessage"))
+    pm_id = _path("id", "public message id")
+    return {
+        "/v1/public-messages": {"post": _op(
+            "requestPublicMessage", "Media centre drafts a public message for an event",
+            {201: _ok("pending_approval", _ref("PublicMessage"))}, scope="public:request",
+            body=_json_body("PublicMessageRequest"), errors=(*_BODY_ERRORS, 404, 409))},
+        "/v1/public-messages/{id}/approve": {"post": _op(
+            "approvePublicMessage", "Approve; the approver must differ from the requester (403), then dispatch",
+            {200: pm}, scope="public:approve", params=[pm_id], errors=(404, 409))},
+        "/v1/public-messages/{id}/reject": {"post": _op(
+            "rejectPublicMessage", "Reject with a reason", {200: pm}, scope="public:approve", params=[pm_id],
+            body={"required": True, "content": _content(_obj({"reason": _str(minLength=1)}, ("reason",)))},
+            errors=(*_BODY_ERRORS, 404, 409))},
+        "/v1/public-messages/{id}": {"get": _op(
+            "getPublicMessage", "State, requester, approver, deliveries", {200: pm}, scope="events:read",
+            params=[pm_id], errors=(404,))},
+    }
+
+
+def _acks_and_callbacks() -> dict[str, Any]:
+    twilio: list[dict[str, list[str]]] = [{"twilioSignature": []}]
+    form = {"required": True, "content": _content(_ref("TwilioForm"), "application/x-www-form-urlencoded")}
+    twiml = _ok("TwiML", _str(), "application/xml")
+    page = _ok("a page saying what happened", _str(), "text/html")
+    return {
+        "/v1/deliveries/{id}/ack": {"post": _op(
+            "ackDelivery", "A unit confirms receipt (签收)", {200: _ok("acknowledged", _ref("AckResult"))},
+            scope="acks:write", params=[_path("id", "delivery id")], body=_json_body("AckRequest", required=False),
+            errors=(*_BODY_ERRORS, 404))},
+        "/a/{token}": {"get": _op(
+            "ackLink", "Signed acknowledgement link sent in messages", {200: page, 404: page, 409: page},
+            params=[_path("token", "signed link token")])},
+        "/v1/callbacks/twilio/status": {"post": _op(
+            "twilioStatus", "Message and call status callbacks", {200: _ok("recorded", _obj(
+                {"ok": {"type": "boolean"}, "outcome": {}}, ("ok",)))}, security=twilio, body=form,
+            errors=(403,))},
+        "/v1/callbacks/twilio/voice/{delivery_id}": {"post": _op(
+            "twilioVoice", "TwiML for the call and the keypress (1 = 签收)", {200: twiml}, security=twilio,
+            params=[_path("delivery_id", "delivery id")], body=form, errors=(403,))},
+        "/v1/callbacks/twilio/inbound": {"post": _op(
+            "twilioInbound", "Inbound SMS; `1` or `收到` acknowledges the sender's latest open delivery",
+            {200: twiml}, security=twilio, body=form, errors=(403,))},
+    }
+
+
+def _ops() -> dict[str, Any]:
+    entry = {"type": "object", "properties": {"seq": _INT, "principal": _str(), "action": _str(),
+                                              "subject": _str()}}
+    return {
+        "/v1/audit": {"get": _op("getAudit", "Append-only, hash-chained audit trail", {200: _ok("entries", _obj(
+            {"entries": _array(entry)}, ("entries",)))}, scope="admin", errors=(400,),
+            params=[_query("after", _INT), _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
+        "/openapi.json": {"get": _op("openapi", "This document", {200: _ok("OpenAPI 3.1", {"type": "object"})})},
+        "/metrics": {"get": _op("metrics", "Prometheus exposition", {200: _ok("metrics", _str(), "text/plain")})},
+        "/healthz": {"get": _op("healthz", "Liveness", {200: _ok("alive", _obj({"status": {"const": "ok"}},
+                                                                                  ("status",)))})},
+        "/readyz": {"get": _op("readyz", "Readiness: store reachable, roster loaded", {
+            200: _ok("ready", _ref("Readiness")), 503: _ok("not ready", _ref("Readiness"))})},
+        "/": {"get": _op("console", "The web console (the token is entered in the page)",
+                         {200: _ok("the console", _str(), "text/html")})},
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once; it describes the contract, not the config)."""
+    schemas = _schemas()
+    schemas["Readiness"] = _obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {
+        "type": "object", "additionalProperties": {"type": "boolean"}}}, ("status", "checks"))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Zezhou emergency notification gateway", "version": "1",
+                 "description": "HTTP API v1 (design.md section 5). Errors are always "
+                                "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
+        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops()},
+        "components": {
+            "schemas": schemas,
+            "responses": {f"E{code}": {"description": text, "content": _content(_ref("Error"))}
+                          for code, text in _ERRORS.items()},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "API token with scopes"},
+                "basic": {"type": "http", "scheme": "basic",
+                          "description": "for Alertmanager's basic_auth: the password is an API token"},
+                "twilioSignature": {"type": "apiKey", "in": "header", "name": "X-Twilio-Signature"},
+            },
+        },
+    }
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=json.dumps(document(), ensure_ascii=False), content_type="application/json")

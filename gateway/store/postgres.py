@@ -1,0 +1,245 @@
+"""PostgreSQL store: several gateway instances sharing one durable outbox.
+
+Every public method is one transaction on a pooled connection, retried as a whole (briefly,
+and only for infrastructure failures) so a database restart or failover is ridden out. Work
+is handed out with FOR UPDATE SKIP LOCKED and leases; LISTEN/NOTIFY wakes idle instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from gateway.store import common
+from gateway.store import pg_acks as acks_
+from gateway.store import pg_flow as flow_
+from gateway.store import pg_schema as schema_
+from gateway.store import pg_tx as tx_
+from gateway.store.base import (
+    AckResult,
+    NewEvent,
+    OutboxItem,
+    OutboxStats,
+    Outcome,
+    PlannedAck,
+    PlannedDelivery,
+    StoreError,
+)
+from gateway.store.pg_conn import Conn, Listener, is_transient, log, retrying
+
+T = TypeVar("T")
+
+# Readiness must answer fast: a probe that hangs is as bad as one that lies.
+_PING_TIMEOUT = 2.0
+# A query stuck on a half-open TCP connection (no RST after a failover) ends here and is retried.
+_COMMAND_TIMEOUT = 60.0
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL (asyncpg pool)."""
+
+    def __init__(self, url: str, *, pool_min: int = 2, pool_max: int = 10, migrate: bool = True,
+                 retry_for: float = 20.0, connect_for: float = 30.0):
+        """`retry_for`: seconds a transaction keeps retrying a lost connection; `connect_for`:
+        seconds open() waits for the server to come up."""
+        self.url = url
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._migrate = migrate
+        self._retry_for = retry_for
+        self._connect_for = connect_for
+        self._pool: Any = None
+        self._listener = Listener(lambda: asyncpg.connect(self.url))
+
+    # ---- plumbing
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction, retried whole on transient failures.
+
+        Raises:
+            StoreError: the store is not open.
+            asyncpg.PostgresError, OSError: still failing after the retry budget.
+        """
+        pool = self._pool
+        if pool is None:
+            raise StoreError("store is not open")
+        async for attempt in retrying(self._retry_for):
+            with attempt:
+                async with pool.acquire() as conn, conn.transaction():
+                    result = await fn(conn)
+        return result
+
+    async def open(self) -> None:
+        """Connect (waiting up to `connect_for` for the server) and migrate.
+
+        Raises:
+            StoreError: unreachable, refused (auth, unknown database) or schema not current.
+        """
+        try:
+            async for attempt in retrying(self._connect_for):
+                with attempt:
+                    self._pool = await asyncpg.create_pool(
+                        self.url, min_size=self._pool_min, max_size=self._pool_max,
+                        command_timeout=_COMMAND_TIMEOUT, server_settings={"application_name": "gateway"})
+            if self._migrate:
+                applied = await self.migrate()
+                if applied:
+                    log.info("store_migrated", versions=applied)
+            else:
+                await self._run(schema_.check)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            await self.close()
+            raise StoreError(f"cannot open PostgreSQL store: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def migrate(self) -> list[int]:
+        """Apply missing schema migrations (under an advisory lock); returns versions applied."""
+        return await self._run(schema_.apply)
+
+    async def close(self) -> None:
+        await self._listener.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10.0)
+            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pool.terminate()
+
+    async def ping(self) -> bool:
+        pool = self._pool
+        if pool is None:
+            return False
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT), pool.acquire() as conn:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if not is_transient(exc):
+                log.warning("store_ping_failed", error=type(exc).__name__)
+            return False
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds, returning early when another instance (or this one)
+        commits new deliveries. Never raises: with the listener down it just sleeps."""
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await self._listener.wait(timeout)
+
+    # ---- intake
+    async def record_event(
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
+    ) -> None:
+        try:
+            await self._run(lambda c: tx_.record_event(c, event, deliveries, acks))
+        except asyncpg.UniqueViolationError as exc:
+            # another instance committed the same event id between our check and our insert
+            if exc.constraint_name != "events_id_key":
+                raise
+            dup = await self._run(lambda c: tx_.duplicate_of(c, event))
+            if dup is None:
+                raise
+            raise dup from None
+
+    # ---- dispatch
+    async def claim_due(
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+    ) -> list[OutboxItem]:
+        token = common.new_token()
+        return await self._run(lambda c: tx_.claim_due(c, now=now, limit=limit, lease_for=lease_for,
+                                                       worker_id=worker_id, exclude=exclude, token=token))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        if not outcomes:
+            return []
+        return await self._run(lambda c: tx_.finish(c, outcomes))
+
+    async def next_due_at(self) -> float | None:
+        return await self._run(tx_.next_due_at)
+
+    # ---- reads
+    async def get_event(self, event_id: str) -> dict[str, Any]:
+        return await self._run(lambda c: tx_.event_view(c, event_id))
+
+    async def list_events(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: tx_.list_events(c, status, limit))
+
+    async def cancel_event(self, event_id: str, *, at: float, by: str) -> int:
+        return await self._run(lambda c: tx_.cancel_event(c, event_id, at, by))
+
+    async def outbox_stats(self, now: float) -> OutboxStats:
+        return await self._run(lambda c: tx_.outbox_stats(c, now))
+
+    # ---- receipts, acks, fallbacks
+    async def delivery(self, *, delivery_id: str | None = None, provider_ref: str | None = None
+                       ) -> dict[str, Any] | None:
+        if delivery_id is not None:
+            return await self._run(lambda c: acks_.delivery_row(c, "id", delivery_id))
+        if provider_ref is not None:
+            return await self._run(lambda c: acks_.delivery_row(c, "provider_ref", provider_ref))
+        return None
+
+    async def transition(self, delivery_id: str, *, from_statuses: Sequence[str], to_status: str, at: float,
+                         reason: str | None = None, error: str | None = None,
+                         next_at: float | None = None) -> bool:
+        return await self._run(lambda c: acks_.transition(c, delivery_id, from_statuses, to_status, at, reason,
+                                                          error, next_at))
+
+    async def log_receipt(self, provider_ref: str, status: str, error_code: str | None, at: float,
+                          applied: bool) -> None:
+        await self._run(lambda c: acks_.log_receipt(c, provider_ref, status, error_code, at, applied))
+
+    async def record_ack(self, *, event_id: str, unit_id: str, delivery_id: str | None, by: str, via: str,
+                         at: float) -> AckResult | None:
+        return await self._run(lambda c: acks_.record_ack(c, event_id, unit_id, delivery_id, by, via, at))
+
+    async def link_used(self, delivery_id: str) -> bool:
+        return await self._run(lambda c: acks_.link_used(c, delivery_id))
+
+    async def open_delivery_for_address(self, address: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: acks_.open_delivery_for_address(c, address))
+
+    async def add_deliveries(self, event_id: str, deliveries: Sequence[PlannedDelivery], *, now: float
+                             ) -> list[str]:
+        return await self._run(lambda c: acks_.add_deliveries(c, event_id, deliveries, now))
+
+    async def stale_sent(self, *, before: float, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: acks_.stale_sent(c, before, limit))
+
+    async def addresses_used(self, event_id: str, unit_id: str) -> list[str]:
+        return await self._run(lambda c: acks_.addresses_used(c, event_id, unit_id))
+
+    # ---- escalation
+    async def claim_escalations(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.claim_escalations(c, now, limit, lease_for))
+
+    async def advance_escalation(self, event_id: str, unit_id: str, *, step: int, next_at: float | None) -> bool:
+        return await self._run(lambda c: flow_.advance_escalation(c, event_id, unit_id, step, next_at))
+
+    async def unacked_units(self, event_id: str) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.unacked_units(c, event_id))
+
+    # ---- audit
+    async def append_audit(self, *, at: float, principal: str, action: str, subject: str,
+                           detail: Mapping[str, Any]) -> int:
+        return await self._run(lambda c: flow_.append_audit(c, at, principal, action, subject, dict(detail)))
+
+    async def list_audit(self, *, after: int, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.list_audit(c, after, limit))
+
+    # ---- public messages
+    async def insert_public(self, row: Mapping[str, Any]) -> None:
+        await self._run(lambda c: flow_.insert_public(c, dict(row)))
+
+    async def get_public(self, pm_id: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: flow_.get_public(c, pm_id))
+
+    async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
+                            dispatch_event_id: str | None = None) -> bool:
+        return await self._run(lambda c: flow_.decide_public(c, pm_id, to_state, by, reason, at,
+                                                             dispatch_event_id))
+
+    async def expire_public(self, *, now: float) -> list[str]:
+        return await self._run(lambda c: flow_.expire_public(c, now))
