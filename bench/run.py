@@ -294,6 +294,7 @@ class Bench:
             intake_ms=(t_202 - t0) * 1000,
             recorded_ms=(t_rec - t0) * 1000,
             from_202_p50_ms=percentile([(a - t_202) * 1000 for a in s["arrivals"]], 50),
+            from_202_first_ms=(min(s["arrivals"]) - t_202) * 1000 if s["arrivals"] else None,
             cpu_s=cpu, cpu_per_1000=cpu / case.deliveries * 1000,
             received=s["received"], dup_2xx=s["dup_2xx"], bad_signatures=s["bad_signatures"],
             statuses=s["statuses"], event_id=event_id,
@@ -518,6 +519,7 @@ def table(report: dict[str, Any]) -> str:
             add("", "per-delivery latency p50, ms", g.get("p50_ms"), b.get("p50_ms"))
             add("", "per-delivery latency p99, ms", g.get("p99_ms"), b.get("p99_ms"))
             add("", "POST → 202 (durable commit), ms", g.get("intake_ms"), None)
+            add("", "202 → first arrival, ms", g.get("from_202_first_ms"), None)
             add("", "202 → delivery p50, ms", g.get("from_202_p50_ms"), None)
         elif name.startswith("tp"):
             add(title, "deliveries/s", g.get("rate"), b.get("rate"), ratio(g.get("rate"), b.get("rate")), "≥ 0.8×")

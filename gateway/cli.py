@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     _common(mig)
     mig.add_argument("--from", dest="src", help="sqlite:///path to copy from (with --to)")
     mig.add_argument("--to", dest="dst", help="postgresql://... to copy into (an empty database)")
+    aud = sub.add_parser("audit", help="the audit trail")
+    _common(aud)
+    aud.add_argument("action", choices=["verify"])
+    aud.add_argument("--store", help="store URL (default from config)")
     return ap
 
 
@@ -185,8 +189,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return migrate.run(src=args.src, dst=args.dst, configured_url=lambda: str(_load(args).store_url))
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from gateway.audit import verify_chain
+    from gateway.store.factory import make_store
+
+    cfg = _load(args, **{"store.url": args.store})
+
+    async def run() -> int:
+        store = make_store(cfg)
+        await store.open()
+        try:
+            report = await verify_chain(store)
+        finally:
+            await store.close()
+        if report.broken_at is not None:
+            print(f"audit chain BROKEN at record {report.broken_at}: {report.problem}", file=sys.stderr)
+            return 1
+        print(f"audit chain ok: {report.records} records")
+        return 0
+
+    return asyncio.run(run())
+
+
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send,
-            "migrate": cmd_migrate}
+            "migrate": cmd_migrate, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:

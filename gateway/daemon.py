@@ -173,6 +173,9 @@ class Gateway:
         )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
+        from gateway.escalation import escalation_loop
+
+        self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))
         if "sms" in self.channels or "voice" in self.channels:
             self._tasks.append(asyncio.create_task(receipt_timeouts(self), name="receipt-timeouts"))
         self.ready = True

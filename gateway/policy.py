@@ -104,6 +104,10 @@ class PolicyModel(BaseModel):
     horizon: str = "6h"
     priority: dict[str, int] = Field(default_factory=lambda: {"red": 0, "orange": 1, "yellow": 2, "blue": 3})
     escalation: tuple[EscalationStepSpec, ...] = ()
+    # who may approve a public message, by warning level (empty: any principal with public:approve)
+    public_approvers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    public_targets: AudienceSpec = AudienceSpec(roles=("carrier", "media"))
+    public_draft_validity: str = "2h"  # an unapproved draft expires after this
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 

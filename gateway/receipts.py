@@ -130,7 +130,7 @@ async def fallback(gw: Gateway, d: dict[str, Any], *, cause: str) -> str | None:
     if target is None:
         log.warning("fallback_exhausted", event_id=d["event_id"], unit_id=d["unit_id"], cause=cause)
         return None
-    text = await _voice_text(gw, d)
+    text = await voice_text(gw, d)
     planned = PlannedDelivery(
         id=new_delivery_id(), unit_id=d["unit_id"], unit_name=d["unit_name"], channel="voice", address=target,
         endpoint_key=endpoint_key("voice", target), text=text, payload="",
@@ -146,7 +146,7 @@ async def fallback(gw: Gateway, d: dict[str, Any], *, cause: str) -> str | None:
     return None
 
 
-async def _voice_text(gw: Gateway, d: dict[str, Any]) -> str:
+async def voice_text(gw: Gateway, d: dict[str, Any]) -> str:
     from datetime import UTC, datetime, timedelta
 
     view = await gw.store.get_event(d["event_id"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,7 +141,7 @@ async def test_rules_auth_and_refusals(receiver: Receiver, daemon_factory: Daemo
 async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
     if ALERTMANAGER is None:
         pytest.skip("prometheus-alertmanager is not installed (Debian package: prometheus-alertmanager)")
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[asyncio.subprocess.Process] = []
 
     async def start(gateway: Daemon) -> str:
         port = free_port()
@@ -155,10 +154,11 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
         }
         (tmp_path / "am.yml").write_text(yaml.safe_dump(cfg))
         log = (tmp_path / "alertmanager.log").open("wb")
-        procs.append(subprocess.Popen(
-            [str(ALERTMANAGER), f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=debug"],
-            stdout=log, stderr=subprocess.STDOUT))
+        # loopback only; an empty cluster address turns the gossip listener (default :9094) off
+        procs.append(await asyncio.create_subprocess_exec(
+            str(ALERTMANAGER), f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=debug",
+            stdout=log, stderr=asyncio.subprocess.STDOUT))
         log.close()
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as s:
@@ -178,9 +178,10 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
         for p in procs:
             p.terminate()
             try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(p.wait(), 10)
+            except TimeoutError:
                 p.kill()
+                await p.wait()
 
 
 async def _wait_events(d: Daemon, predicate: Any, timeout: float = 30.0) -> list[dict[str, Any]]:

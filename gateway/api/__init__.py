@@ -7,6 +7,8 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway.api import acks, openapi, sink, standards
+    from gateway import audit
+    from gateway.api import acks, openapi, public, sink, standards
 
-    return [sink.routes, acks.routes, standards.routes, openapi.routes]
+    return [sink.routes, acks.routes, standards.routes, openapi.routes, public.routes,
+            audit.routes]
