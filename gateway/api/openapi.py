@@ -97,12 +97,15 @@ def _schemas() -> dict[str, Schema]:
         "EventDetail": {"allOf": [_ref("EventSummary"), _obj({
             "event": {"type": "object"}, "summary": {"type": "object"}, "units": _array({"type": "object"}),
             "deliveries": _array(_ref("Delivery"))}, ("event", "summary", "units", "deliveries"))]},
-        "PublicMessageRequest": _obj({"event_id": _str(minLength=1), "text": _str(minLength=1),
-                                      "channels": _array(_str())}, ("event_id",)),
-        "PublicMessage": _obj({"id": _str(), "event_id": _str(), "state": _str(
-            description="pending_approval, then approved (dispatched), rejected or expired"),
-            "requester": _str(), "approver": _NSTR, "reason": _NSTR, "text": _str(),
-            "channels": _array(_str()), "deliveries": _array(_ref("Delivery"))}, ("id", "state")),
+        "PublicMessageRequest": _obj({"event_id": _str(minLength=1, maxLength=128), "text": _str(
+            minLength=1, maxLength=500), "units": _array(_str(), description="a subset of the policy's public "
+                                                          "targets; default all of them")},
+                                     ("event_id", "text"), closed=True),
+        "PublicMessage": _obj({
+            "id": _str(), "event_id": _str(), "text": _str(), "units": _array(_str()),
+            "state": _str(description="pending_approval, then approved (dispatched), rejected or expired"),
+            "requester": _str(), "approver": _NSTR, "reason": _NSTR, "created_at": _TIME, "expires_at": _NTIME,
+            "decided_at": _NTIME, "deliveries": _array(_ref("Delivery"))}, ("id", "event_id", "state", "requester")),
         "AckRequest": _obj({"via": {"enum": ["phone", "console", "api"]}, "note": _str(maxLength=200)}),
         "AckResult": _obj({"event_id": _str(), "unit_id": _str(), "first": {"type": "boolean"},
                            "acknowledged": {"type": "boolean"}, "note": _NSTR},
@@ -233,13 +236,14 @@ def _public() -> dict[str, Any]:
         "/v1/public-messages": {"post": _op(
             "requestPublicMessage", "Media centre drafts a public message for an event",
             {201: _ok("pending_approval", _ref("PublicMessage"))}, scope="public:request",
-            body=_json_body("PublicMessageRequest"), errors=(*_BODY_ERRORS, 404, 409))},
+            body=_json_body("PublicMessageRequest"), errors=(*_BODY_ERRORS, 409))},
         "/v1/public-messages/{id}/approve": {"post": _op(
             "approvePublicMessage", "Approve; the approver must differ from the requester (403), then dispatch",
-            {200: pm}, scope="public:approve", params=[pm_id], errors=(404, 409))},
+            {200: pm}, scope="public:approve", params=[pm_id], errors=(404, 409, 422))},
         "/v1/public-messages/{id}/reject": {"post": _op(
             "rejectPublicMessage", "Reject with a reason", {200: pm}, scope="public:approve", params=[pm_id],
-            body={"required": True, "content": _content(_obj({"reason": _str(minLength=1)}, ("reason",)))},
+            body={"required": True, "content": _content(_obj({"reason": _str(minLength=1, maxLength=500)},
+                                                             ("reason",), closed=True))},
             errors=(*_BODY_ERRORS, 404, 409))},
         "/v1/public-messages/{id}": {"get": _op(
             "getPublicMessage", "State, requester, approver, deliveries", {200: pm}, scope="events:read",
