@@ -33,7 +33,7 @@ __all__ = ["CAP_NS", "CapAlert", "CapError", "Referenced", "cap_schema", "colour
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 XSD_PATH = Path(__file__).parent / "schemas" / "CAP-v1.2.xsd"
 _NS = "{" + CAP_NS + "}"
-_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ID_OK = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9._:\-]+")
 # A CAP alert is 5 levels deep (alert/info/area/geocode/value); an xmldsig Signature a few more.
 # Anything far deeper is not CAP, and refusing it early keeps the validator's recursion bounded.
@@ -135,7 +135,7 @@ def _depth(root: Element) -> int:
 
 
 def _strip_ns(text: str) -> str:
-    return text.replace(_NS, "").replace("cap:", "")
+    return text.replace(_NS, "").replace("'cap:", "'")  # xmlschema names elements {ns}tag or 'cap:tag'
 
 
 def validate(root: Element) -> None:
@@ -215,7 +215,8 @@ def read_alert(root: Element) -> CapAlert:
         CapError: 422 `invalid_cap` for references or times the schema lets through.
     """
     sent = _time(root, "sent", "/alert")
-    assert sent is not None  # required by the schema, checked before
+    if sent is None:  # the schema requires it; reached only when read_alert is called unvalidated
+        raise CapError(422, "invalid_cap", "/alert/sent: missing", field="/alert/sent")
     return CapAlert(
         identifier=root.findtext(_NS + "identifier") or "", sender=root.findtext(_NS + "sender") or "",
         sent=sent, status=_text(root, "status") or "", msg_type=_text(root, "msgType") or "",
@@ -237,7 +238,7 @@ def parse_cap(raw: bytes) -> CapAlert:
 def event_id_for(identifier: str) -> str:
     """The event id of a CAP identifier: itself when it fits the id pattern; otherwise the
     offending characters become `_` and a digest of the full identifier keeps ids distinct."""
-    if _ID_OK.match(identifier):
+    if _ID_OK.fullmatch(identifier):
         return identifier
     digest = hashlib.sha256(identifier.encode()).hexdigest()[:16]
     return f"cap:{_ID_BAD_CHARS.sub('_', identifier)[:96]}:{digest}"
@@ -307,7 +308,9 @@ def _type_and_level(alert: CapAlert, cfg: CapCfg, ref: Referenced | None) -> tup
                        field=where)
     if alert.msg_type == "Alert":
         return EventType.WARNING_ISSUED, level
-    assert ref is not None
+    if ref is None:  # check_supported and find_reference come first; this guards direct callers
+        raise CapError(422, "missing_references", "an Update must name the message it continues",
+                       field="/alert/references")
     if ref.level is None:
         raise CapError(422, "unmappable_cap", f"the referenced event {ref.event_id} has no level to compare with",
                        field="/alert/references")

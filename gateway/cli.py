@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(mig)
     mig.add_argument("--from", dest="src", help="sqlite:///path to copy from (with --to)")
     mig.add_argument("--to", dest="dst", help="postgresql://... to copy into (an empty database)")
+    sub.add_parser("demo", help="a throwaway sandbox daemon, an orange warning, live progress")
     aud = sub.add_parser("audit", help="the audit trail")
     _common(aud)
     aud.add_argument("action", choices=["verify"])
@@ -211,8 +212,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import main as demo_main
+
+    print(BANNER, flush=True)
+    return demo_main()
+
+
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send,
-            "migrate": cmd_migrate, "audit": cmd_audit}
+            "migrate": cmd_migrate, "audit": cmd_audit,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,7 +233,7 @@ INVALID: list[tuple[str, dict[str, str], int, str, str | None]] = [
 
 
 async def test_invalid_cap_is_named(receiver: Receiver, daemon_factory: DaemonFactory) -> None:
-    d = await daemon_factory(cap_config(receiver), ALL_ROLES_POLICY)
+    d = await daemon_factory({**cap_config(receiver), "server": {"max_body_bytes": 65536}}, ALL_ROLES_POLICY)
     for name, over, want_status, code, where in INVALID:
         status, body = await post_cap(d, _minimal(**over))
         assert (status, body["error"]["code"], body["error"].get("field")) == (want_status, code, where), (name, body)
@@ -242,6 +242,7 @@ async def test_invalid_cap_is_named(receiver: Receiver, daemon_factory: DaemonFa
         ('<alert xmlns="urn:oasis:names:tc:emergency:cap:1.1"/>', "application/xml", 422, "invalid_cap"),
         (_minimal(), "application/json", 415, "unsupported_media_type"),
         ("<a>" * 100 + "</a>" * 100, "application/xml", 422, "invalid_cap"),
+        (_minimal().replace("测试", "长" * 40000), "application/cap+xml", 413, "body_too_large"),
     ]
     for xml, ctype, want_status, code in cases:
         status, body = await post_cap(d, xml, ctype=ctype)

@@ -103,3 +103,11 @@ async def test_send_posts_to_a_running_daemon(receiver: Receiver, daemon_factory
         timeout=60,
     )
     assert out.returncode == 1 and "forbidden" in out.stderr
+
+
+def test_demo_reaches_every_unit_on_the_sandbox(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "gateway", "demo"], capture_output=True, text=True, timeout=180,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "NOTHING LEAVES THIS MACHINE" in out.stdout
+    assert "every unit reached" in out.stdout and "下村镇人民政府" in out.stdout

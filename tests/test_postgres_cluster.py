@@ -131,12 +131,13 @@ async def test_kill9_one_of_three_the_others_finish_its_leases(pg_db: str, daemo
         body = await finished_view(daemons[0], "kill", receiver)
         dups = duplicates(receiver)
         # only what the dead instance held can go out twice, and only after it died
-        assert dups <= held and dups <= CONCURRENCY, (dups, held)
+        assert dups <= held, (dups, held)
         arrivals: dict[str, list[float]] = {}
         for r in receiver.received:
             arrivals.setdefault(r.webhook_id, []).append(r.at)
         assert all(sorted(ts)[1] >= killed_at for ts in arrivals.values() if len(ts) > 1)
         reclaimed = sum(1 for x in body["deliveries"] if x["attempts"] > 1)  # the crashed try still counts
+        assert dups <= CONCURRENCY, (dups, held)
         print(f"\nkill -9: victim held {held} leases; {dups} duplicates; {reclaimed} deliveries took 2 attempts")
 
 
