@@ -20,9 +20,9 @@ from contacts.loader import load_roster
 from contacts.model import Contact, Roster
 from contacts.resolver import StaticResolver
 from gateway import logs
+from gateway.acklinks import AckLinks
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
-from gateway.acklinks import AckLinks
 from gateway.auth import TokenBook
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher

@@ -6,10 +6,10 @@ import asyncio
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pathlib import Path
 
 from gateway import logs
 from gateway.config import load_config
@@ -33,7 +33,7 @@ async def run_demo(timeout: float = 120.0) -> int:
         gw = Gateway(cfg)
         await gw.start()
         try:
-            token = Path(tmp, "admin.token").read_text().strip()
+            token = (await asyncio.to_thread(Path(tmp, "admin.token").read_text)).strip()
             headers = {"Authorization": f"Bearer {token}"}
             event = {"type": "warning.issued", "level": "orange", "id": f"demo-{int(time.time())}",
                      "valid_from": "2026-01-10T12:00:00+08:00", "headline": "橙色预警演示"}

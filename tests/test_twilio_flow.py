@@ -109,7 +109,8 @@ async def test_keypress_sms_reply_link_and_api_each_acknowledge(
     await d.wait_event("tw-3", all_terminal, timeout=40)
     # SMS reply 收到 from China Mobile's duty phone, signed like Twilio would
     inbound = d.url + "/v1/callbacks/twilio/inbound"
-    params = {"From": MOBILE_CMCC, "To": "+15005550006", "Body": "收到", "AccountSid": SID, "MessageSid": "SM" + "9" * 32}
+    params = {"From": MOBILE_CMCC, "To": "+15005550006", "Body": "收到", "AccountSid": SID,
+              "MessageSid": "SM" + "9" * 32}
     async with aiohttp.ClientSession() as s:
         async with s.post(inbound, data=params, headers={"X-Twilio-Signature": sign(TOKEN, inbound, params)}) as r:
             assert r.status == 200 and "已签收" in await r.text()

@@ -73,12 +73,14 @@ async def request_public(request: web.Request) -> web.Response:
     if bad:
         raise ApiError(422, "not_a_public_channel", f"not public channels: {', '.join(bad)}", field="$.units")
     now = time.time()
-    pm: dict[str, Any] = {"id": "pm_" + secrets.token_hex(8), "event_id": draft.event_id, "text": draft.text, "channels": units,
-          "requester": principal.name, "state": "pending_approval", "created_at": now,
-          "expires_at": now + parse_duration(policy.model.public_draft_validity).total_seconds()}
+    pm: dict[str, Any] = {
+        "id": "pm_" + secrets.token_hex(8), "event_id": draft.event_id, "text": draft.text, "channels": units,
+        "requester": principal.name, "state": "pending_approval", "created_at": now,
+        "expires_at": now + parse_duration(policy.model.public_draft_validity).total_seconds()}
     await g.store.insert_public(pm)
     g.metrics.public_messages.labels("pending_approval").inc()
-    await g.audit(principal.name, "public_message_requested", pm["id"], {"event_id": draft.event_id, "units": units})
+    await g.audit(principal.name, "public_message_requested", pm["id"],
+                  {"event_id": draft.event_id, "units": units})
     stored = await g.store.get_public(pm["id"])
     assert stored is not None
     return json_response(_view(stored), status=201)

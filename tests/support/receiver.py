@@ -184,7 +184,7 @@ class Receiver:
         return Counter(r.webhook_id for r in self.received)
 
     # `timeout` is part of the agreed test-support API, hence the ASYNC109 exemption.
-    async def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float) -> None:
         """Wait until `predicate(self)` holds; re-checked as each request arrives and is recorded.
 
         Raises:
