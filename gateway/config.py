@@ -117,10 +117,69 @@ class PluginCfg(BaseModel):
     rate: float | None = Field(default=None, gt=0)
 
 
+class AliyunTemplateCfg(BaseModel):
+    """One approved Aliyun template: its code and how each variable is filled (a str.format
+    pattern over the message context, see gateway/templates_cn.py)."""
+
+    model_config = _Strict
+    code: str = Field(pattern=r"^(SMS|TTS)_\d+$")
+    params: dict[str, str] = Field(default_factory=dict)
+    approved: bool = True  # false while the template is still under review: check-config fails
+    text: str | None = None  # the approved text with ${var}s, to count segments (sign included)
+    max_param_chars: int = Field(default=35, ge=1, le=500)  # per-variable cap of notification templates
+    allow_url: bool = False  # most templates forbid links in variables
+
+
+class AliyunCfg(BaseModel):
+    """Alibaba Cloud SMS (Dysmsapi) and voice notifications (Dyvmsapi), issue 8."""
+
+    model_config = _Strict
+    enabled: bool = False
+    endpoint: str = "https://dysmsapi.aliyuncs.com"  # SMS; http://127.0.0.1:PORT for the local fake
+    voice_endpoint: str = "https://dyvmsapi.aliyuncs.com"
+    access_key_id_env: str = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+    access_key_secret_env: str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+    sign_name: str = Field(default="泽州县人民政府", min_length=2, max_length=16)
+    # "type:level", "type" or "*" -> template; the most specific key wins
+    templates: dict[str, AliyunTemplateCfg] = Field(default_factory=dict)
+    tts_templates: dict[str, AliyunTemplateCfg] = Field(default_factory=dict)
+    called_show_number: str | None = None
+    play_times: int = Field(default=2, ge=1, le=3)
+    sms_rate: float = Field(default=20.0, gt=0)
+    voice_rate: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    query_interval: float = Field(default=30.0, ge=0)  # QuerySendDetails pull; 0 disables
+    query_rate: float = Field(default=10.0, gt=0)  # QuerySendDetails calls per second, at most
+    receipt_token_env: str | None = "GATEWAY_ALIYUN_RECEIPT_TOKEN"  # push URL token; None: no push
+
+
+class FailoverProviderCfg(BaseModel):
+    model_config = _Strict
+    provider: Literal["aliyun", "twilio"]
+    weight: int = Field(default=100, ge=0)
+
+
+class FailoverCfg(BaseModel):
+    """Providers per channel kind, highest weight first; demotion thresholds (channels/failover.py)."""
+
+    model_config = _Strict
+    sms: list[FailoverProviderCfg] = Field(default_factory=list)
+    voice: list[FailoverProviderCfg] = Field(default_factory=list)
+    error_threshold: int = Field(default=5, ge=1)
+    error_window: float = Field(default=60.0, gt=0)
+    cooldown: float = Field(default=60.0, gt=0)
+    misconfigured_cooldown: float = Field(default=300.0, gt=0)
+    slow_after: float = Field(default=300.0, gt=0)
+    slow_ratio: float = Field(default=0.15, gt=0, le=1)
+    min_receipts: int = Field(default=20, ge=1)
+
+
 class ChannelsCfg(BaseModel):
     model_config = _Strict
     webhook: WebhookCfg = WebhookCfg()
     twilio: TwilioCfg = TwilioCfg()
+    aliyun: AliyunCfg = AliyunCfg()
+    failover: FailoverCfg = FailoverCfg()
     # third-party adapters, found through the `gateway.channels` entry-point group
     plugins: dict[str, PluginCfg] = Field(default_factory=dict)
 

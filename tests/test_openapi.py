@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway.api.openapi import document
 from gateway.config import Config
 from gateway.daemon import Gateway
@@ -50,9 +48,12 @@ def registered() -> set[tuple[str, str]]:
 
 
 def test_document_describes_the_contract_and_every_route() -> None:
-    assert documented() == DESIGN
+    missing = DESIGN - documented()
+    assert not missing, f"design.md endpoints missing from gateway/api/openapi.py: {sorted(missing)}"
     undocumented = registered() - documented()
     assert not undocumented, f"routes missing from gateway/api/openapi.py: {sorted(undocumented)}"
+    phantom = documented() - DESIGN - registered()  # beyond the contract, only what really exists
+    assert not phantom, f"documented but neither in design.md nor registered: {sorted(phantom)}"
 
 
 def _refs(node: Any) -> list[str]:
@@ -76,8 +77,10 @@ def test_document_is_well_formed() -> None:
         for code, resp in op["responses"].items():
             if code.startswith(("4", "5")) and "$ref" in resp:
                 assert resp["$ref"].startswith("#/components/responses/E")
-        if op["security"] == [{"bearer": []}]:
-            assert {"401", "403"} <= set(op["responses"]), op["operationId"]
+        if {"bearer": []} in op["security"]:
+            assert "401" in op["responses"], op["operationId"]
+        if "(scope `" in op["summary"]:
+            assert "403" in op["responses"], op["operationId"]
     json.dumps(doc)
 
 
@@ -87,18 +90,17 @@ async def test_served_without_a_token(receiver: Receiver, daemon_factory: Daemon
     assert status == 200 and body == json.loads(json.dumps(document()))
 
 
-# Found by this test and reported, in a module this test's author does not own:
-# gateway/api/acks.py `signed_form` lets aiohttp's ValueError ("boundary missed") from
-# `request.post()` escape on `Content-Type: multipart/form-data` without a boundary -> 500.
-KNOWN_5XX = ("twilioStatus", "twilioVoice", "twilioInbound")
+# The Twilio callbacks are fuzzed on their own: schemathesis once found a 500 there (a multipart
+# Content-Type without a boundary); they now answer 415/400 in the error shape.
+TWILIO_CALLBACKS = ("twilioStatus", "twilioVoice", "twilioInbound")
 
 
 async def run_schemathesis(d: Daemon, tmp_path: Path, *, include: tuple[str, ...] = (),
-                           exclude: tuple[str, ...] = ()) -> tuple[int, str]:
+                           exclude: tuple[str, ...] = (), token: str = "writer") -> tuple[int, str]:
     """Run the schemathesis CLI (a subprocess, so its warnings meet no filterwarnings=error)."""
     cli = Path(sys.executable).parent / "schemathesis"
     args = [str(cli), "run", f"{d.url}/openapi.json", "--checks", CHECKS, "--header",
-            f"Authorization: Bearer {TOKENS['writer'][0]}", "--max-examples", "12", "--seed", "20261128",
+            f"Authorization: Bearer {TOKENS[token][0]}", "--max-examples", "12", "--seed", "20261128",
             "--phases", "examples,coverage,fuzzing", "--request-timeout", "10", "--workers", "2",
             "--suppress-health-check", "all", "--no-color"]
     for op_id in include:
@@ -122,15 +124,21 @@ async def test_schemathesis_finds_no_failure(receiver: Receiver, daemon_factory:
     # operations whose handlers belong to issues not merged yet answer 404: fuzz what exists
     pending = tuple(sorted(op["operationId"] for p, ops in document()["paths"].items() for m, op in ops.items()
                            if (m.upper(), p) not in registered()))
-    rc, text = await run_schemathesis(d, tmp_path, exclude=pending + KNOWN_5XX)
+    # the console's server-sent event stream never ends: nothing to fuzz in a single response
+    rc, text = await run_schemathesis(d, tmp_path, exclude=(*pending, *TWILIO_CALLBACKS, "stream"))
     assert rc == 0, text[-12000:]
+    # the writer only meets 403 on these: their answers are checked with the scopes they need
+    for token, scoped in (("admin", ("getAudit",)), ("leader", ("requestPublicMessage", "approvePublicMessage",
+                                                                "rejectPublicMessage", "getPublicMessage"))):
+        mine = tuple(op for op in scoped if op not in pending)
+        if mine:
+            rc, text = await run_schemathesis(d, tmp_path, include=mine, token=token)
+            assert rc == 0, f"{token}: {text[-12000:]}"
     assert "request_crashed" not in d.logs()
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/api/acks.py: malformed multipart Content-Type gives 500; "
-                   "drop this mark and KNOWN_5XX once fixed")
 async def test_schemathesis_twilio_callbacks(receiver: Receiver, daemon_factory: DaemonFactory,
                                             tmp_path: Path) -> None:
     d = await daemon_factory(webhook_config(receiver), ALL_ROLES_POLICY)
-    rc, text = await run_schemathesis(d, tmp_path, include=KNOWN_5XX)
+    rc, text = await run_schemathesis(d, tmp_path, include=TWILIO_CALLBACKS)
     assert rc == 0, text[-12000:]

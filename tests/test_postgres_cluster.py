@@ -19,6 +19,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from gateway.store.pg_conn import CHANNEL
+from gateway.store.postgres import PostgresStore
 from tests.conftest import WEBHOOK_SECRET, DaemonFactory
 from tests.support.daemon import ALL_ROLES_POLICY, Daemon, metric_value
 from tests.support.pg import can_control_cluster, pg_ctl, throwaway_database, wait_until_up
@@ -90,6 +92,16 @@ async def db_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
         await conn.close()
 
 
+async def woken_by_notify(store: PostgresStore, url: str) -> float:
+    """Seconds until wait_for_work returns after a NOTIFY on the outbox channel."""
+    waiting = asyncio.create_task(store.wait_for_work(10.0))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await db_rows(url, "SELECT pg_notify($1, '')", CHANNEL)
+    await asyncio.wait_for(waiting, 10.0)
+    return time.monotonic() - started
+
+
 async def readyz(d: Daemon) -> int:
     async with aiohttp.ClientSession() as s, s.get(d.url + "/readyz") as r:
         return r.status
@@ -122,6 +134,12 @@ async def test_kill9_one_of_three_the_others_finish_its_leases(pg_db: str, daemo
         victim_id = worker_id(victim)
         await post_fanout(daemons[0], "kill")
         await wait_delivered(receiver, 1000, timeout=60)
+        # idle instances poll about once a second: make sure the victim has joined in
+        for _ in range(200):
+            if await db_rows(pg_db, "SELECT 1 FROM deliveries WHERE status='leased' AND worker_id=$1 LIMIT 1",
+                             victim_id):
+                break
+            await asyncio.sleep(0.05)
         victim.kill9()
         killed_at = time.monotonic()
         held = (await db_rows(pg_db, "SELECT COUNT(*) AS n FROM deliveries WHERE status='leased' AND worker_id=$1",
@@ -153,12 +171,20 @@ async def test_postgres_restart_and_outage_mid_run_lose_nothing(pg_db: str, daem
         depth = [metric_value(await d.metrics(), "gateway_queue_depth", channel="webhook") for d in daemons]
         assert all(n > 0 for n in depth), depth
 
+        watcher = PostgresStore(pg_db)  # an idle instance, parked on LISTEN
+        await watcher.open()
         try:
-            await asyncio.to_thread(pg_ctl, "restart")
+            await watcher.wait_for_work(0.01)
+            try:
+                await asyncio.to_thread(pg_ctl, "restart")
+            finally:
+                await asyncio.to_thread(wait_until_up, pg_db)
+            assert len(receiver.delivered_ids()) < TOTAL, "the run ended before the restart"
+            await wait_delivered(receiver, len(receiver.delivered_ids()) + 300, timeout=60)  # flowing again
+            await watcher.wait_for_work(0.5)  # notices the lost listener and listens again
+            assert await woken_by_notify(watcher, pg_db) < 2.0
         finally:
-            await asyncio.to_thread(wait_until_up, pg_db)
-        assert len(receiver.delivered_ids()) < TOTAL, "the run ended before the restart"
-        await wait_delivered(receiver, len(receiver.delivered_ids()) + 300, timeout=60)  # flowing again
+            await watcher.close()
 
         try:
             await asyncio.to_thread(pg_ctl, "stop")
@@ -182,7 +208,6 @@ _SQLITE_IN_PROCESS = pytest.mark.filterwarnings(
 
 @_SQLITE_IN_PROCESS
 async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str, tmp_path: Path) -> None:
-    from gateway.store.postgres import PostgresStore
     from tests.test_store_conformance import _scenario, ev, make_store
 
     src_url = f"sqlite:///{tmp_path / 'gw.db'}"

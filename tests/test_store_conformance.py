@@ -127,6 +127,15 @@ async def test_record_event_duplicates_and_unknown_supersedes(store: Store) -> N
     assert [d["id"] for d in body["deliveries"]] == ["d1", "d2"] and body["state"] == "active"
 
 
+async def test_concurrent_intake_of_one_id_records_it_once(store: Store, second: Store) -> None:
+    results = await asyncio.gather(*(s.record_event(ev("same"), [dl(f"d-{i}")], [ack()])
+                                     for i, s in enumerate((store, second))), return_exceptions=True)
+    assert sum(r is None for r in results) == 1, results
+    dup = next(r for r in results if r is not None)
+    assert isinstance(dup, Duplicate) and dup.same_body and dup.event_id == "same"
+    assert (await store.get_event("same"))["summary"]["deliveries"] == 1
+
+
 # ---- claiming
 async def test_claim_counts_attempts_and_honours_limit_exclude_priority_not_before(store: Store) -> None:
     await store.record_event(ev(), [

@@ -24,11 +24,17 @@ async def signed_form(request: web.Request) -> dict[str, str]:
     called (our public base URL + path and query).
 
     Raises:
-        ApiError: 403 when the signature is missing or wrong, or Twilio is not configured.
+        ApiError: 415/400 for another content type or a malformed form; 403 when the signature is
+        missing or wrong, or Twilio is not configured.
     """
     g = gw(request)
     token = g.extras.get("twilio_auth_token")
-    form = await request.post()
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "Twilio callbacks are application/x-www-form-urlencoded")
+    try:
+        form = await request.post()
+    except ValueError as exc:
+        raise ApiError(400, "malformed_form", "the form body cannot be parsed") from exc
     params = {k: str(v) for k, v in form.items()}
     url = g.base_url + request.path_qs
     sig = request.headers.get("X-Twilio-Signature", "")

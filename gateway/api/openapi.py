@@ -267,31 +267,58 @@ def _acks_and_callbacks() -> dict[str, Any]:
         "/v1/callbacks/twilio/status": {"post": _op(
             "twilioStatus", "Message and call status callbacks", {200: _ok("recorded", _obj(
                 {"ok": {"type": "boolean"}, "outcome": {}}, ("ok",)))}, security=twilio, body=form,
-            errors=(403,))},
+            errors=(400, 403, 415))},
         "/v1/callbacks/twilio/voice/{delivery_id}": {"post": _op(
             "twilioVoice", "TwiML for the call and the keypress (1 = 签收)", {200: twiml}, security=twilio,
-            params=[_path("delivery_id", "delivery id")], body=form, errors=(403,))},
+            params=[_path("delivery_id", "delivery id")], body=form, errors=(400, 403, 415))},
         "/v1/callbacks/twilio/inbound": {"post": _op(
             "twilioInbound", "Inbound SMS; `1` or `收到` acknowledges the sender's latest open delivery",
-            {200: twiml}, security=twilio, body=form, errors=(403,))},
+            {200: twiml}, security=twilio, body=form, errors=(400, 403, 415))},
     }
 
 
 def _ops() -> dict[str, Any]:
-    entry = {"type": "object", "properties": {"seq": _INT, "principal": _str(), "action": _str(),
-                                              "subject": _str()}}
+    record = _obj({"seq": _INT, "at": _TIME, "principal": _str(), "action": _str(), "subject": _str(),
+                   "detail": {}, "prev_hash": _str(), "hash": _str()}, ("seq", "at", "principal", "action", "hash"))
+    page = _obj({"records": _array(record), "next_after": _nullable(_INT)}, ("records", "next_after"))
+    params = [_query("after", {"type": "integer", "minimum": 0}),
+              _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})]
     return {
-        "/v1/audit": {"get": _op("getAudit", "Append-only, hash-chained audit trail", {200: _ok("entries", _obj(
-            {"entries": _array(entry)}, ("entries",)))}, scope="admin", errors=(400,),
-            params=[_query("after", _INT), _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
+        "/v1/audit": {"get": _op("getAudit", "Append-only, hash-chained audit trail, oldest first",
+                                 {200: _ok("records", page)}, scope="admin", errors=(400,), params=params)},
         "/openapi.json": {"get": _op("openapi", "This document", {200: _ok("OpenAPI 3.1", {"type": "object"})})},
         "/metrics": {"get": _op("metrics", "Prometheus exposition", {200: _ok("metrics", _str(), "text/plain")})},
         "/healthz": {"get": _op("healthz", "Liveness", {200: _ok("alive", _obj({"status": {"const": "ok"}},
                                                                                   ("status",)))})},
         "/readyz": {"get": _op("readyz", "Readiness: store reachable, roster loaded", {
             200: _ok("ready", _ref("Readiness")), 503: _ok("not ready", _ref("Readiness"))})},
+    }
+
+
+def _console() -> dict[str, Any]:
+    """The web console's page and the endpoints only it uses (beyond design.md's table)."""
+    asset_types = ("text/html", "text/javascript", "text/css", "image/svg+xml")
+    me = _obj({"principal": _str(), "scopes": _array(_str()), "can": {
+        "type": "object", "additionalProperties": {"type": "boolean"}}}, ("principal", "scopes", "can"))
+    preview = _obj({"sms": {"type": "object"}, "voice": {"type": "object"}, "units": _INT, "acks_required": _INT,
+                    "deliveries": _INT, "by_channel": {"type": "object"}, "warnings": _array(_str()),
+                    "problem": {"type": "object"}}, ("sms", "voice", "units", "deliveries"))
+    return {
         "/": {"get": _op("console", "The web console (the token is entered in the page)",
-                         {200: _ok("the console", _str(), "text/html")})},
+                         {200: _ok("the console", _str(), "text/html")}, errors=(404,))},
+        "/static/{name}": {"get": _op("consoleAsset", "The console's scripts, styles and images",
+                                      {200: _ok("the asset", _str(), *asset_types)},
+                                      params=[_path("name", "asset file name")], errors=(404,))},
+        "/v1/me": {"get": _op("me", "Who the token belongs to and what it may do", {200: _ok("the principal", me)},
+                              security=BEARER, errors=(401,))},
+        "/v1/stream": {"get": _op(
+            "stream", "Server-sent events for the console's live board (`?token=` accepted: EventSource "
+            "cannot set headers)", {200: _ok("an endless event stream", _str(), "text/event-stream")},
+            scope="events:read", errors=(400, 404), params=[_query("event", _str(maxLength=128)),
+                                                            _query("token", _str())])},
+        "/v1/preview": {"post": _op(
+            "preview", "What an event would send, without storing anything", {200: _ok("the preview", preview)},
+            scope="events:write", body=_json_body("Event", example=_EVENT_EXAMPLE), errors=_BODY_ERRORS)},
     }
 
 
@@ -306,7 +333,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Zezhou emergency notification gateway", "version": "1",
                  "description": "HTTP API v1 (design.md section 5). Errors are always "
                                 "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
-        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops()},
+        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console()},
         "components": {
             "schemas": schemas,
             "responses": {f"E{code}": {"description": text, "content": _content(_ref("Error"))}

@@ -73,18 +73,32 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,  # 57P01: server terminated the connection
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.DeadlockDetectedError,  # two sweeps or finishes crossed; one is rolled back
-    asyncpg.exceptions.SerializationError,
     OSError,  # refused, reset, timed out (TimeoutError is an OSError)
 )
+# The server rolled the transaction back (two sweeps or finishes crossed); the connection is fine.
+_ROLLED_BACK: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+def connection_broken(exc: BaseException) -> bool:
+    """The connection itself is unusable: it must not go back to the pool."""
+    if isinstance(exc, _ROLLED_BACK):
+        return False
+    if isinstance(exc, _TRANSIENT):
+        return True
+    # a pooled connection the server closed under us, noticed before a query was sent
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return True
+    # the protocol state left behind when the server shut the connection during an operation
+    # ("cannot switch to state 15; another operation is in progress"), seen across restarts
+    return isinstance(exc, asyncpg.exceptions.InternalClientError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for infrastructure failures a short retry can cure; never for SQL or data errors."""
-    if isinstance(exc, _TRANSIENT):
-        return True
-    # a pooled connection the server closed under us, noticed before a query was sent
-    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+    return isinstance(exc, _ROLLED_BACK) or connection_broken(exc)
 
 
 def retrying(budget: float) -> AsyncRetrying:

@@ -29,7 +29,7 @@ from gateway.store.base import (
     PlannedDelivery,
     StoreError,
 )
-from gateway.store.pg_conn import Conn, Listener, is_transient, log, retrying
+from gateway.store.pg_conn import Conn, Listener, connection_broken, is_transient, log, retrying
 
 T = TypeVar("T")
 
@@ -68,8 +68,17 @@ class PostgresStore:
             raise StoreError("store is not open")
         async for attempt in retrying(self._retry_for):
             with attempt:
-                async with pool.acquire() as conn, conn.transaction():
-                    result = await fn(conn)
+                async with pool.acquire() as conn:
+                    try:
+                        async with conn.transaction():
+                            result = await fn(conn)
+                    except BaseException as exc:
+                        if connection_broken(exc):
+                            # the pool reconnects this slot on its next use; a connection the
+                            # server already closed has been handed back, hence the suppress
+                            with contextlib.suppress(asyncpg.InterfaceError):
+                                conn.terminate()
+                        raise
         return result
 
     async def open(self) -> None:

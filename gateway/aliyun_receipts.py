@@ -1,0 +1,195 @@
+"""Aliyun receipts applied to deliveries, like Twilio's (gateway/receipts.py): pushed SmsReport /
+VoiceReport batches and pulled QuerySendDetails pages both end here.
+
+A receipt finds its delivery by `provider_ref` ("aliyun:<BizId>" / "aliyun:<CallId>"), else by
+`OutId` (= the delivery id, which also covers an attempt whose answer timed out but which the
+platform sent). Only a delivery in `sent` moves, so replays and late receipts change nothing.
+Each outcome is reported to the failover channel (`report_receipt`) for its slow-receipt rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
+from channels.base import DeliveryError, Destination, SendResult
+from channels.failover import FailoverChannel
+from gateway.logs import get as get_logger
+from gateway.receipts import fallback
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = get_logger("gateway.aliyun")
+BEIJING = ZoneInfo("Asia/Shanghai")
+PREFIX = "aliyun:"
+# Carrier receipt codes that say the number cannot take SMS (stopped, empty, blacklisted);
+# https://help.aliyun.com/zh/sms/developer-reference/receipt-error-codes. Others count as `other`.
+_RECIPIENT_CODES = frozenset({"MOBILE_NOT_ON_SERVICE", "MOBILE_ACCOUNT_ABNORMAL", "MOBILE_IN_BLACK",
+                              "MOBLLE_TERMINAL_ERROR", "INVALID_NUMBER", "USER_REJECT", "NO_ROUTE",
+                              "MOBILE_TERMINAL_ERROR", "DB:0141", "MK:0000", "MK:0012"})
+
+
+@dataclass
+class _Pending:
+    phone: str
+    send_date: str
+    sent_at: float
+    provider: str
+    reported: bool = False
+
+
+class AliyunReceipts:
+    """Applies receipts, pulls SMS receipts, and watches every failover send for slow receipts."""
+
+    def __init__(self, gw: Gateway, *, sms: AliyunSms | None, composites: dict[str, FailoverChannel],
+                 token: str | None) -> None:
+        """`token` authenticates the push URL; None disables push."""
+        self.gw = gw
+        self.sms = sms
+        self.composites = composites
+        self.token = token
+        self._pending: dict[str, _Pending] = {}  # delivery id -> what to query / watch
+
+    # ---- bookkeeping from the send path
+    def track(self, kind: str, key: str, dest: Destination, result: SendResult) -> None:
+        """Remember a send through a failover channel: for pulling and for the slow-receipt rule."""
+        composite = self.composites.get(kind)
+        if composite is None or result.provider_ref is None:
+            return
+        provider = composite.split_ref(result.provider_ref)[0] or "twilio"
+        now = time.time()
+        self._pending[f"{kind}/{key}"] = _Pending(dest.address.removeprefix("+86"),
+                                                  datetime.fromtimestamp(now, BEIJING).strftime("%Y%m%d"),
+                                                  now, provider)
+
+    # ---- applying
+    async def apply_sms(self, r: SmsReceipt) -> str:
+        """Apply one SMS receipt; returns delivered / failed / stale / unmatched / pending."""
+        if r.status == "pending":
+            return "pending"
+        d = await self._find(PREFIX + r.biz_id if r.biz_id else None, r.out_id)
+        return await self._apply(d, "sms", r.status == "delivered", r.code, r.biz_id or r.out_id)
+
+    async def apply_call(self, r: CallReceipt) -> str:
+        """Apply one call record; busy / no-answer are retried while attempts remain."""
+        d = await self._find(PREFIX + r.call_id if r.call_id else None, r.out_id)
+        if d is not None and r.status in ("busy", "no-answer") and d["attempts"] < d["max_attempts"]:
+            retry_in = self.gw.config.channels.twilio.voice_retry_interval
+            if await self.gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=time.time(),
+                                              reason="other", error=f"call {r.status} ({r.code})",
+                                              next_at=time.time() + retry_in):
+                self._resolved("voice", d["id"], ok=False)
+                self.gw.dispatcher.wake()
+                log.warning("call_unanswered_retrying", event_id=d["event_id"], delivery_id=d["id"],
+                            unit_id=d["unit_id"], channel="voice", status=r.status, retry_in=retry_in)
+                return "retry"
+            return "stale"
+        return await self._apply(d, "voice", r.status == "completed", f"{r.status}:{r.code}", r.call_id or r.out_id)
+
+    async def _find(self, ref: str | None, out_id: str, wait: float = 3.0) -> dict[str, Any] | None:
+        # a push can overtake our own commit of the provider's answer: wait briefly for it
+        deadline = time.monotonic() + wait
+        while True:
+            d = await self.gw.store.delivery(provider_ref=ref) if ref else None
+            if d is None and out_id.startswith("dl_"):
+                d = await self.gw.store.delivery(delivery_id=out_id)
+                if d is not None and d["status"] not in ("sent", "delivered", "failed"):
+                    d = None  # not sent yet (or retrying): this receipt is for an attempt we don't know
+            if d is not None or time.monotonic() >= deadline:
+                return d
+            await asyncio.sleep(0.05)
+
+    async def _apply(self, d: dict[str, Any] | None, kind: str, ok: bool, code: str, ref: str) -> str:
+        gw, now = self.gw, time.time()
+        status = "delivered" if ok else "failed"
+        if d is None or d["channel"] != kind:
+            await gw.store.log_receipt(PREFIX + ref, status, code, now, applied=False)
+            log.warning("receipt_unmatched", provider_ref=PREFIX + ref, status=status, channel=kind)
+            return "unmatched"
+        bound = log.bind(event_id=d["event_id"], delivery_id=d["id"], unit_id=d["unit_id"], channel=kind,
+                         attempt=d["attempts"], provider="aliyun", provider_status=code)
+        reason = "invalid_recipient" if code in _RECIPIENT_CODES else "other"
+        moved = await gw.store.transition(d["id"], from_statuses=("sent",), to_status=status, at=now,
+                                          reason=None if ok else reason, error=None if ok else f"{kind} {code}")
+        await gw.store.log_receipt(PREFIX + ref, status, code, now, applied=moved)
+        if not moved:
+            return "stale"
+        self._resolved(kind, d["id"], ok=ok)
+        gw.metrics.deliveries.labels(kind, status).inc()
+        if ok:
+            bound.info("delivery_receipt_delivered")
+            return "delivered"
+        bound.warning("delivery_receipt_failed", detail=code)
+        await fallback(gw, d, cause=f"aliyun {kind} {code}")
+        return "failed"
+
+    def _resolved(self, kind: str, delivery_id: str, *, ok: bool) -> None:
+        p = self._pending.pop(f"{kind}/{delivery_id}", None)
+        composite = self.composites.get(kind)
+        if p is not None and composite is not None and not p.reported:
+            composite.report_receipt(p.provider, ok, time.time() - p.sent_at)
+
+    # ---- periodic work
+    async def run(self, interval: float, rate: float, timeout: float) -> None:
+        """Pull SMS receipts every `interval` seconds (at most `rate` queries a second) and apply
+        the slow-receipt rule; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.watch_slow()
+                if self.sms is not None:
+                    await self.pull(rate, timeout)
+            except Exception:
+                log.exception("aliyun_receipt_poll_failed")
+
+    async def pull(self, rate: float, timeout: float) -> int:
+        """One QuerySendDetails round over the pending Aliyun SMS, batched per number and day;
+        returns the receipts applied."""
+        assert self.sms is not None
+        groups: dict[tuple[str, str], list[str]] = {}
+        for key, p in list(self._pending.items()):
+            kind, _, did = key.partition("/")
+            if kind == "sms" and p.provider == "aliyun":
+                groups.setdefault((p.phone, p.send_date), []).append(did)
+        applied = 0
+        for (phone, date), ids in groups.items():
+            page, seen = 1, 0
+            while True:
+                try:
+                    receipts, total = await self.sms.query(phone, date, timeout=timeout, page=page)
+                except DeliveryError as exc:
+                    log.warning("aliyun_query_failed", reason=exc.reason.value, detail=exc.detail)
+                    return applied
+                for r in receipts:
+                    if r.out_id in ids and await self.apply_sms(r) in ("delivered", "failed"):
+                        applied += 1
+                seen += len(receipts)
+                await asyncio.sleep(1.0 / rate)  # paced: QuerySendDetails has its own QPS cap
+                if not receipts or seen >= total:
+                    break
+                page += 1
+        return applied
+
+    async def watch_slow(self) -> None:
+        """Sends still without a final receipt after `slow_after` count as slow for their provider
+        (Twilio's receipts are applied elsewhere: their outcome is read back from the store)."""
+        slow_after = self.gw.config.channels.failover.slow_after
+        now = time.time()
+        for key, p in list(self._pending.items()):
+            if p.reported or now - p.sent_at < slow_after:
+                continue
+            kind, _, did = key.partition("/")
+            d = await self.gw.store.delivery(delivery_id=did)
+            ok = bool(d and d["status"] == "delivered" and (d["delivered_at"] or now) - p.sent_at <= slow_after)
+            composite = self.composites.get(kind)
+            if composite is not None:
+                composite.report_receipt(p.provider, ok, ((d or {}).get("delivered_at") or now) - p.sent_at)
+            p.reported = True
+            if d is None or d["status"] != "sent" or now - p.sent_at > 2 * 86400:
+                self._pending.pop(key, None)

@@ -1,0 +1,89 @@
+"""`POST /v1/preview` (events:write): what an event would send, without storing anything.
+
+The body is an event exactly as for `POST /v1/events`. The answer shows the SMS as the unit
+with the longest one would get it (its segment count decides the cost and the budget), a voice
+text, and how many units and deliveries the policy would plan. An SMS over the segment budget
+is not an error here, unlike at intake: the person writing it needs to see it to shorten it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from contacts.resolver import UnknownAudience
+from gateway.api.common import gw, json_response, read_json
+from gateway.api.errors import ApiError
+from gateway.api.events import parse_event
+from gateway.console.pages import authenticate
+from gateway.planner import Planner, utcnow
+from gateway.render import Renderer, sms_segments
+
+routes = web.RouteTableDef()
+SAMPLE_UNIT = "示例单位"
+
+
+@functools.cache
+def _unbounded(signature: str) -> Renderer:
+    # the same templates without the segment budget, so an over-long SMS can still be shown
+    return Renderer(signature=signature, max_sms_segments=10**6)
+
+
+@routes.post("/v1/preview")
+async def preview(request: web.Request) -> web.Response:
+    """The rendered preview.
+
+    Raises:
+        ApiError: 401/403 (token, scope), 400/415 (not JSON), 422 (not a valid event, or an
+        audience naming unknown roles, groups or units).
+    """
+    authenticate(request, "events:write")
+    event = parse_event(await read_json(request))
+    g = gw(request)
+    rt = g.runtime
+    budget = g.renderer.max_sms_segments
+    renderer = _unbounded(g.renderer.signature)
+    planner = Planner(rt.policy, rt.resolver, renderer, g.channels.keys(), links=getattr(g, "links", None))
+    event_id = event.id or "preview"
+    accepted = utcnow()
+    try:
+        plan = await planner.plan(event, event_id, accepted)
+    except UnknownAudience as exc:
+        raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
+
+    by_channel: dict[str, int] = {}
+    for d in plan.deliveries:
+        by_channel[d.channel] = by_channel.get(d.channel, 0) + 1
+    sms = [d for d in plan.deliveries if d.channel == "sms"]
+    ctx = renderer.context(event, event_id, accepted)
+    unit_id: str | None
+    if sms:
+        worst = max(sms, key=lambda d: (sms_segments(d.text), len(d.text)))
+        unit_id, unit_name, text = worst.unit_id, worst.unit_name, worst.text
+    else:
+        # nobody gets an SMS under this policy: show the text a unit would get without an ack ask
+        first = plan.acks[0] if plan.acks else None
+        unit_id, unit_name = (first.unit_id, first.unit_name) if first else (None, SAMPLE_UNIT)
+        text = renderer.sms(ctx, unit_name=unit_name, ack=None)
+    segments = sms_segments(text)
+    voice = next((d for d in plan.deliveries if d.channel == "voice"), None)
+    voice_text = voice.text if voice else renderer.voice(ctx, unit_name=unit_name, ack=None)
+    answer: dict[str, Any] = {
+        "sms": {"unit_id": unit_id, "unit_name": unit_name, "text": text, "chars": len(text),
+                "segments": segments, "max_segments": budget, "over_budget": segments > budget,
+                "recipients": len(sms)},
+        "voice": {"unit_name": voice.unit_name if voice else unit_name, "text": voice_text,
+                  "recipients": by_channel.get("voice", 0)},
+        "units": len(plan.acks),
+        "acks_required": sum(1 for a in plan.acks if a.required),
+        "deliveries": len(plan.deliveries),
+        "by_channel": by_channel,
+        "warnings": plan.warnings,
+    }
+    if segments > budget:
+        answer["problem"] = {"code": "message_too_long",
+                             "message": f"the SMS needs {segments} segments; the budget is {budget}: "
+                                        "shorten headline/body", "field": "$.body"}
+    return json_response(answer)
