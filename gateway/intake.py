@@ -3,6 +3,7 @@ the event with all its deliveries in one transaction, then wake the dispatcher."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from contacts.resolver import UnknownAudience
@@ -46,6 +47,10 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
     escalation = [s.model_dump() for s in rt.policy.model.escalation]
     record = new_event(event, event_id=event_id, source=source, principal=principal, accepted=accepted,
                        answer=answer, rt=rt, escalation=escalation)
+    record = replace(record, audit={
+        "type": event.type.value, "level": event.level.value if event.level else None,
+        "status": event.status.value, "source": source, "body_hash": record.body_hash,
+        "deliveries": len(plan.deliveries), "roster_version": rt.roster.version})
     try:
         await gw.store.record_event(record, plan.deliveries, plan.acks)
     except Duplicate as dup:
@@ -56,10 +61,6 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
     except UnknownEvent as exc:
         raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {exc}",
                        field="$.supersedes") from exc
-    await gw.audit(principal, "event_accepted", event_id,
-                   {"type": event.type.value, "level": event.level.value if event.level else None,
-                    "status": event.status.value, "source": source, "body_hash": record.body_hash,
-                    "deliveries": len(plan.deliveries), "roster_version": rt.roster.version})
     gw.metrics.events.labels(event.type.value, event.level.value if event.level else "none",
                              event.status.value, source).inc()
     gw.dispatcher.wake()

@@ -90,6 +90,8 @@ class NewEvent:
     roster_version: str
     policy_version: str
     escalation: Sequence[Mapping[str, Any]] = ()
+    # appended to the audit chain as `event_accepted` in the same transaction as the event
+    audit: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +177,8 @@ class Store(Protocol):
     async def record_event(
         self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
     ) -> None:
-        """Commit the event, its deliveries and ack rows in ONE transaction; cancel the
-        pending deliveries of the events it supersedes.
+        """Commit the event, its deliveries, ack rows and (if `event.audit`) its audit record in ONE
+        transaction; cancel the pending deliveries of the events it supersedes.
 
         Raises:
             Duplicate: an event with the same id exists.

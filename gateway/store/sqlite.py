@@ -174,6 +174,9 @@ class SqliteStore:
                 [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline,
                   a.deadline if a.required else None) for a in acks],
             )
+            if event.audit is not None:
+                flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
+                                   dict(event.audit))
 
         await self._run(tx)
 
