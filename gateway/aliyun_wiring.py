@@ -108,7 +108,7 @@ class TemplateContexts:
         unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
         if unit and unit["ack_required"] and unit["ack_deadline"]:
             window = datetime.fromisoformat(unit["ack_deadline"].replace("Z", "+00:00")) - accepted
-            minutes = max(1, int(window.total_seconds() // 60))
+            minutes = max(1, round(window.total_seconds() / 60))  # the deadline is kept to the ms
             values["ack"] = f"{minutes // 60}小时" if minutes % 60 == 0 else f"{minutes}分钟"
             expires = (accepted + max(window, LINK_VALIDITY)).timestamp()
             values["ack_token"] = self.gw.links.token(d["id"], expires)

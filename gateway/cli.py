@@ -114,6 +114,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         policy = None
     if roster is not None and policy is not None:
         problems += check_policy_against_roster(policy, roster)
+    if policy is not None:
+        from gateway.templates_cn import check_template_mapping  # issue 8: approved templates
+
+        problems += check_template_mapping(cfg, policy)
     if cfg.auth.tokens_file:
         from gateway.auth import TokenBook, TokensError
 

@@ -158,7 +158,7 @@ async def voice_text(gw: Gateway, d: dict[str, Any]) -> str:
     return gw.renderer.voice(ctx, unit_name=d["unit_name"], ack=ack)
 
 
-async def acknowledge(gw: Gateway, *, delivery_id: str, by: str, via: str) -> AckResult | None:
+async def acknowledge(gw: Gateway, *, delivery_id: str, by: str, via: str, note: str = "") -> AckResult | None:
     """Record a unit's receipt confirmation through one of its deliveries. None: unknown."""
     d = await gw.store.delivery(delivery_id=delivery_id)
     if d is None:
@@ -169,7 +169,8 @@ async def acknowledge(gw: Gateway, *, delivery_id: str, by: str, via: str) -> Ac
         return None
     if res.first:
         gw.metrics.ack_latency.labels(res.level or "none").observe(max(0.0, time.time() - res.accepted_at))
-        await gw.audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", {"via": via, "delivery_id": delivery_id})
+        detail = {"via": via, "delivery_id": delivery_id, **({"note": note} if note else {})}
+        await gw.audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", detail)
     log.info("ack_recorded", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id, via=via,
              by=by, first=res.first)
     return res

@@ -57,6 +57,10 @@ async def build_channels(gw: Gateway) -> dict[str, ChannelSlot]:
         slots[name] = ChannelSlot(_load_plugin(name, plugin.entry_point or name, plugin.options),
                                   per_endpoint=plugin.per_endpoint, timeout=plugin.timeout,
                                   bucket=TokenBucket(plugin.rate) if plugin.rate else None)
+    if cfg.aliyun.enabled or cfg.failover.sms or cfg.failover.voice:
+        from gateway.aliyun_wiring import build_failover  # issue 8: Aliyun + provider failover
+
+        slots.update(await build_failover(gw, slots))
     return slots
 
 

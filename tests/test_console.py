@@ -207,6 +207,8 @@ async def test_preview_rejects_bad_input_in_the_contract_shape(receiver: Receive
         ({"type": "warning.sideways", "level": "orange"}, "invalid_field", "$.type"),
         ({**ORANGE, "level": "purple"}, "invalid_field", "$.level"),
         ({**ORANGE, "audience": {"roles": ["nobody"]}}, "unknown_audience", "$.audience"),
+        ({**ORANGE, "type": "warning.upgraded", "level": "red", "supersedes": "nope"}, "unknown_supersedes",
+         "$.supersedes"),
         ([ORANGE], "invalid_event", "$"),
     ):
         status, answer = await d.call("POST", "/v1/preview", json_body=body)

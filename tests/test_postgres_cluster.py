@@ -226,7 +226,9 @@ async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str
     done = await asyncio.to_thread(subprocess.run, [*cli, "--from", src_url, "--to", pg_db],
                                    capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "events 3" in done.stdout and "audit 3" in done.stdout and "verified" in done.stdout
+    for copied in ("events 3", "deliveries 6", "unit_acks 4", "ack_log 1", "receipts 1", "public_messages 1",
+                   "audit 4", "verified"):
+        assert copied in done.stdout, done.stdout
 
     pg = PostgresStore(pg_db)
     await pg.open()
@@ -235,8 +237,12 @@ async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str
             assert await pg.get_event(key) == before[key]
         assert await pg.list_audit(after=0, limit=10) == before["audit"]
         assert await pg.list_events(status=None, limit=10) == before["list"]
+        for key, row in before["rows"].items():  # every column of every delivery, as SQLite had it
+            got = await pg.delivery(delivery_id=key) or {}
+            got.pop("lease_token")
+            assert got == row
         assert (await pg.get_public("pm1") or {}).get("channels") == ["sms"]
-        assert await pg.append_audit(at=5.0, principal="p", action="a", subject="s", detail={}) == 4
+        assert await pg.append_audit(at=5.0, principal="p", action="a", subject="s", detail={}) == 5
         await pg.record_event(ev("after"), [], [])  # the copied identity sequences moved on
     finally:
         await pg.close()

@@ -74,12 +74,13 @@ async def second(backend: str, store: Store) -> AsyncIterator[Store]:
 
 
 def ev(eid: str = "e1", *, supersedes: str | None = None, kind: str = "warning.issued", at: float = T0,
-       body: str = "b", escalation: tuple[dict[str, Any], ...] = ()) -> NewEvent:
+       body: str = "b", escalation: tuple[dict[str, Any], ...] = (), audit: dict[str, Any] | None = None
+       ) -> NewEvent:
     return NewEvent(
         id=eid, body_hash=f"hash-{body}", data={"headline": f"标题 {eid}", "area": "泽州"}, type=kind,
         level="red", status="actual", supersedes=supersedes, source="api", principal="writer", accepted_at=at,
         valid_until=None, answer={"event_id": eid, "body": body}, roster_version="r1", policy_version="p1",
-        escalation=escalation,
+        escalation=escalation, audit=audit,
     )
 
 
@@ -118,13 +119,26 @@ async def test_record_event_duplicates_and_unknown_supersedes(store: Store) -> N
         await store.record_event(ev(body="changed"), [], [])
     assert not other.value.same_body and other.value.event_id == "e1"
     with pytest.raises(UnknownEvent):
-        await store.record_event(ev("e2", supersedes="nope", kind="warning.upgraded"), [dl("d3")], [])
+        await store.record_event(ev("e2", supersedes="nope", kind="warning.upgraded", audit={"n": 1}), [dl("d3")],
+                                 [])
+    assert await store.list_audit(after=0, limit=10) == []  # rolled back with the event
     with pytest.raises(UnknownEvent):
         await store.get_event("e2")  # the failed intake left nothing behind
     assert await store.delivery(delivery_id="x1") is None and await store.delivery(delivery_id="d3") is None
     body = await store.get_event("e1")
     assert body["summary"]["deliveries"] == 2 and body["summary"]["unacked_units"] == ["u1"]
     assert [d["id"] for d in body["deliveries"]] == ["d1", "d2"] and body["state"] == "active"
+
+
+async def test_intake_writes_its_audit_record_in_the_same_transaction(store: Store, second: Store) -> None:
+    await asyncio.gather(*(s.record_event(ev(f"e{i}", at=T0 + i, audit={"deliveries": 1, "i": i}), [dl(f"d{i}")], [])
+                           for i in range(10) for s in [(store, second)[i % 2]]))
+    await store.append_audit(at=T0 + 20, principal="admin", action="event_cancelled", subject="e1", detail={})
+    rows = await store.list_audit(after=0, limit=20)
+    assert verify_chain(rows) == [] and len(rows) == 11
+    first = next(r for r in rows if r["subject"] == "e3")
+    assert (first["action"], first["principal"], first["at"]) == ("event_accepted", "writer", T0 + 3)
+    assert first["detail"] == '{"deliveries": 1, "i": 3}'
 
 
 async def test_concurrent_intake_of_one_id_records_it_once(store: Store, second: Store) -> None:
@@ -419,7 +433,8 @@ async def test_get_and_list_events_look_the_same_on_both_backends(tmp_path: Path
 
 async def _scenario(s: Store) -> dict[str, Any]:
     """A bit of everything; the answers (minus random lease tokens) must match across backends."""
-    await s.record_event(ev("o1", escalation=ESC), [dl("a"), dl("b", "u2"), dl("c", "u3", channel="sms", key="sms")],
+    await s.record_event(ev("o1", escalation=ESC, audit={"名": "泽州", "f": 0.3}),
+                         [dl("a"), dl("b", "u2"), dl("c", "u3", channel="sms", key="sms")],
                          [ack(), ack("u2"), ack("u3", required=False, deadline=None)])
     it = await claim(s, limit=2, exclude=["sms"])
     await s.finish([Outcome("a", it["a"].lease_token, OutcomeKind.DELIVERED, T0 + 1, provider_ref="r-a"),

@@ -90,7 +90,8 @@ async def post_ack(request: web.Request) -> web.Response:
         note = str(body.get("note", ""))[:200]
         if body.get("via") in ("phone", "console", "api"):
             via = str(body["via"])
-    res = await acknowledge(gw(request), delivery_id=request.match_info["id"], by=principal.name, via=via)
+    res = await acknowledge(gw(request), delivery_id=request.match_info["id"], by=principal.name, via=via,
+                            note=note)
     if res is None:
         raise ApiError(404, "not_found", f"no delivery {request.match_info['id']}")
     return json_response({"event_id": res.event_id, "unit_id": res.unit_id, "first": res.first,

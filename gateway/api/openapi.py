@@ -295,6 +295,12 @@ def _ops() -> dict[str, Any]:
     }
 
 
+def _aliyun() -> dict[str, Any]:
+    from gateway.api.aliyun import openapi_paths  # issue 8: Aliyun receipt pushes
+
+    return openapi_paths()
+
+
 def _console() -> dict[str, Any]:
     """The web console's page and the endpoints only it uses (beyond design.md's table)."""
     asset_types = ("text/html", "text/javascript", "text/css", "image/svg+xml")
@@ -333,7 +339,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Zezhou emergency notification gateway", "version": "1",
                  "description": "HTTP API v1 (design.md section 5). Errors are always "
                                 "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
-        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console()},
+        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console(), **_aliyun()},
         "components": {
             "schemas": schemas,
             "responses": {f"E{code}": {"description": text, "content": _content(_ref("Error"))}

@@ -20,6 +20,7 @@ from gateway.api.events import parse_event
 from gateway.console.pages import authenticate
 from gateway.planner import Planner, utcnow
 from gateway.render import Renderer, sms_segments
+from gateway.store.base import UnknownEvent
 
 routes = web.RouteTableDef()
 SAMPLE_UNIT = "示例单位"
@@ -36,12 +37,19 @@ async def preview(request: web.Request) -> web.Response:
     """The rendered preview.
 
     Raises:
-        ApiError: 401/403 (token, scope), 400/415 (not JSON), 422 (not a valid event, or an
-        audience naming unknown roles, groups or units).
+        ApiError: 401/403 (token, scope), 400/415 (not JSON), 422 (not a valid event, an
+        audience naming unknown roles, groups or units, or `supersedes` naming no event).
     """
     authenticate(request, "events:write")
     event = parse_event(await read_json(request))
     g = gw(request)
+    if event.supersedes:
+        # intake finds this out only when the store commits; the form should know before
+        try:
+            await g.store.get_event(event.supersedes)
+        except UnknownEvent as exc:
+            raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {event.supersedes}",
+                           field="$.supersedes") from exc
     rt = g.runtime
     budget = g.renderer.max_sms_segments
     renderer = _unbounded(g.renderer.signature)

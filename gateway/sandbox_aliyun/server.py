@@ -54,6 +54,7 @@ class AliyunSandbox:
         self._actions: dict[str, Callable[[dict[str, str]], Awaitable[dict[str, Any]]]] = {
             "SendSms": self._send_sms, "QuerySendDetails": self._query, "SingleCallByTts": self._call}
         self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pusher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -78,9 +79,17 @@ class AliyunSandbox:
         self._port = int(sock.getsockname()[1])
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        self._site = web.SockSite(self._runner, sock)
+        await self._site.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         self._pusher = asyncio.create_task(self.engine.push_loop(self._session, self._stopping))
+
+    async def kill_api(self) -> None:
+        """The API goes dark (connections refused) while accepted messages still get their
+        receipts pushed: a provider outage in the middle of a fan-out."""
+        site, self._site = self._site, None
+        if site is not None:
+            await site.stop()
 
     async def stop(self) -> None:
         """Stop listening (connections are then refused), cancel receipts not yet due (idempotent)."""

@@ -2,7 +2,7 @@
 import { AUDIT, CHANNELS, LEVELS, alertBox, api, clear, duration, h, when } from './util.js';
 
 const REASONS = {
-  rate_limited: '限流（429）', server_error: '服务端错误（5xx）', timeout: '超时', connection: '连接失败',
+  rate_limited: '限流（429）', server_error: '服务端错误（5xx）', timeout: '超时', connection: '无法接通',
   invalid_recipient: '号码无效', auth: '认证失败', client_error: '请求错误（4xx）', other: '其他',
 };
 

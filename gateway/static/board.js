@@ -5,7 +5,7 @@ import {
 } from './util.js';
 
 const REASONS = {
-  rate_limited: '限流', server_error: '服务端错误', timeout: '超时', connection: '连接失败',
+  rate_limited: '限流', server_error: '服务端错误', timeout: '超时', connection: '无法接通',
   invalid_recipient: '号码无效', auth: '认证失败', client_error: '请求错误', other: '其他',
   cancelled: '已取消', expired: '超出时限', undelivered: '未送达', 'no-answer': '无人接听', busy: '占线',
 };
@@ -22,6 +22,10 @@ export function kindOf(d) {
 const KIND_LABEL = { fallback: '↪ 补发', escalation: '⇈ 催办', public: '◉ 公众' };
 
 export function renderBoard(root, state, app) {
+  if (!state.can('events:read')) {
+    clear(root, h('p', { class: 'alert alert-warn' }, '此令牌没有查看预警（events:read）的权限，请使用有相应权限的令牌。'));
+    return;
+  }
   clear(root, h('div', { class: 'board' },
     h('aside', { class: 'chains', 'aria-label': '预警' }, chainList(state, app)),
     h('div', { class: 'detail', id: 'detail' }, detail(state, app))));

@@ -1,7 +1,7 @@
 // Public messages under the two-person rule: the media centre drafts (public:request), an HQ
 // leader who is not the drafter approves or rejects (public:approve). The server enforces the
 // rule; this page explains it and shows the server's answer when it refuses.
-import { LEVELS, PM_STATE, TYPES, alertBox, api, clear, h, toast, when } from './util.js';
+import { DELIVERY, LEVELS, PM_STATE, TYPES, alertBox, api, clear, h, toast, when } from './util.js';
 
 const KEY = 'gw.drafts';
 const known = () => JSON.parse(sessionStorage.getItem(KEY) || '[]');
@@ -141,7 +141,8 @@ function draftCard(pm, state) {
         reason,
         h('button', { type: 'button', class: 'btn btn-danger', id: 'pm-reject', onclick: () => decide('reject') }, '✗ 驳回'))) : null,
     pm.deliveries && pm.deliveries.length ? h('div', {}, h('h4', {}, '发布情况'), h('ul', { id: 'pm-deliveries' },
-      pm.deliveries.map((d) => h('li', { 'data-status': d.status }, `${d.unit_name}：${d.status === 'delivered' ? '✓ 已送达' : d.status}`)))) : null);
+      pm.deliveries.map((d) => h('li', { 'data-status': d.status },
+        `${d.unit_name}：${DELIVERY[d.status]?.icon || ''} ${DELIVERY[d.status]?.text || d.status}`)))) : null);
 }
 
 function recent(state) {

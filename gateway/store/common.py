@@ -102,13 +102,13 @@ def summarise(
     for d in deliveries:
         by_status[d["status"]] = by_status.get(d["status"], 0) + 1
     required = [u for u in units if u["ack_required"]]
-    acked = [u for u in units if u["acked_at"]]
     return {
         "deliveries": len(deliveries),
         "by_status": by_status,
         "units": len(units),
         "acks_required": len(required),
-        "acked": len(acked),
+        "acked": sum(1 for u in required if u["acked_at"]),  # of the units asked to confirm
+        "acked_any": sum(1 for u in units if u["acked_at"]),
         "unacked_units": [u["unit_id"] for u in required if not u["acked_at"]],
     }
 

@@ -134,10 +134,13 @@ class Listener:
         if self.alive:
             return True
         await self.close()
+        conn: Any = None
         try:
             conn = await asyncio.wait_for(self._connect(), self._timeout)
             await conn.add_listener(CHANNEL, self._on_notify)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if conn is not None:
+                conn.terminate()
             log.warning("store_listener_unavailable", error=type(exc).__name__)
             return False
         conn.add_termination_listener(self._on_terminated)

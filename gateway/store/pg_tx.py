@@ -25,6 +25,7 @@ from gateway.store.base import (
     UnknownEvent,
 )
 from gateway.store.pg_conn import CHANNEL, Conn, affected, as_dict
+from gateway.store.pg_flow import append_audit
 
 # Namespace of the two-key advisory locks taken per chain (the one-key ones are in pg_conn).
 _LOCK_CHAIN_NS = 0x6777
@@ -53,7 +54,11 @@ async def duplicate_of(c: Conn, event: NewEvent) -> Duplicate | None:
 
 async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDelivery],
                        acks: Sequence[PlannedAck]) -> None:
-    """Raises Duplicate or UnknownEvent (the transaction is then rolled back)."""
+    """Event, deliveries, ack rows and (with `event.audit`) its audit record, in one transaction.
+
+    Raises:
+        Duplicate, UnknownEvent: the transaction is then rolled back.
+    """
     dup = await duplicate_of(c, event)
     if dup is not None:
         raise dup
@@ -92,6 +97,8 @@ async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDel
             [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline, a.deadline if a.required else None)
              for a in acks],
         )
+    if event.audit is not None:
+        await append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id, dict(event.audit))
     await notify(c)
 
 

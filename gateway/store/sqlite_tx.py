@@ -131,7 +131,8 @@ def list_events(c: sqlite3.Connection, status: str | None, limit: int) -> list[d
             )
         }
         ack = c.execute(
-            "SELECT SUM(required), SUM(acked_at IS NOT NULL) FROM unit_acks WHERE event_id=?", (r["id"],)
+            "SELECT SUM(required), SUM(required AND acked_at IS NOT NULL) FROM unit_acks WHERE event_id=?",
+            (r["id"],)
         ).fetchone()
         head["summary"] = {"by_status": counts, "acks_required": ack[0] or 0, "acked": ack[1] or 0}
         out.append(head)
