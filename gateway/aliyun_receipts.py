@@ -84,7 +84,8 @@ class AliyunReceipts:
             if await self.gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=time.time(),
                                               reason="other", error=f"call {r.status} ({r.code})",
                                               next_at=time.time() + retry_in):
-                self._resolved("voice", d["id"], ok=False)
+                # the platform placed the call: an unanswered phone says nothing about its health
+                self._resolved("voice", d["id"], ok=True)
                 self.gw.dispatcher.wake()
                 log.warning("call_unanswered_retrying", event_id=d["event_id"], delivery_id=d["id"],
                             unit_id=d["unit_id"], channel="voice", status=r.status, retry_in=retry_in)
@@ -182,6 +183,8 @@ class AliyunReceipts:
         slow_after = self.gw.config.channels.failover.slow_after
         now = time.time()
         for key, p in list(self._pending.items()):
+            if now - p.sent_at > 2 * 86400:  # past any receipt (QuerySendDetails keeps 30 days)
+                self._pending.pop(key, None)
             if p.reported or now - p.sent_at < slow_after:
                 continue
             kind, _, did = key.partition("/")
@@ -191,5 +194,6 @@ class AliyunReceipts:
             if composite is not None:
                 composite.report_receipt(p.provider, ok, ((d or {}).get("delivered_at") or now) - p.sent_at)
             p.reported = True
-            if d is None or d["status"] != "sent" or now - p.sent_at > 2 * 86400:
+            # keep only what a later pull can still resolve
+            if d is None or d["status"] != "sent" or kind != "sms" or p.provider != "aliyun":
                 self._pending.pop(key, None)

@@ -196,3 +196,29 @@ def test_check_config_names_the_missing_template(tmp_path: Path) -> None:
     assert "template SMS_465301003 for warning.issued:red is not approved yet" in err
     assert "channels.aliyun.tts_templates: no template for warning.issued:orange" in err
     assert "channels.aliyun.templates: no template for warning.issued:orange" not in err  # mapped
+
+
+async def test_unanswered_call_is_retried_then_failed(receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory({}, env=ENV, start=False)
+    async with AliyunSandbox(fake_config(d.url, call_results={"03563828906": "200003"})) as fake:
+        cfg = aliyun_config(fake, receiver)
+        cfg["channels"]["twilio"] = {"voice_retry_interval": 0.2}  # the gateway's call retry spacing
+        d.config = cfg
+        await d.start()
+        await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "ali-5"})
+        body = await d.wait_event("ali-5", all_terminal, timeout=40)
+    xiacun = next(x for x in body["deliveries"] if x["unit_id"] == "township_xiacun")
+    assert xiacun["status"] == "failed" and xiacun["attempts"] == 3 and "no-answer" in xiacun["last_error"]
+    assert [c.number for c in fake.calls].count("03563828906") == 3
+    others = [x for x in body["deliveries"] if x["channel"] == "voice" and x["unit_id"] != "township_xiacun"]
+    assert others and all(x["status"] == "delivered" for x in others)
+
+
+async def test_daemon_refuses_to_start_without_a_template_mapping(
+    fake: AliyunSandbox, receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    cfg = aliyun_config(fake, receiver)
+    del cfg["channels"]["aliyun"]["templates"]["*"]
+    with pytest.raises(RuntimeError) as info:
+        await daemon_factory(cfg, env=ENV)
+    assert "no template for warning.issued:red" in str(info.value)

@@ -233,3 +233,36 @@ async def test_killing_the_primary_mid_fan_out_shifts_to_the_secondary_and_deliv
         by_twilio)
     assert metric_value(m, "gateway_channel_up", channel="sms") == 1
     assert any(e.get("event") == "provider_demoted" for e in d.log_events())
+
+
+async def test_unapproved_template_stops_the_primary_and_the_secondary_carries_every_message(
+    receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    sid, tok = "AC" + "2" * 32, "tok2"
+    twilio = Sandbox(SandboxConfig(account_sid=sid, auth_token=tok, callback_delay=0.02))
+    await twilio.start()
+    try:
+        # the orange SMS template was withdrawn on the platform: every SendSms answers isv.SMS_TEMPLATE_ILLEGAL
+        async with AliyunSandbox(fake_config(templates={"SMS_465301999": ("kind",)})) as fake:
+            cfg = aliyun_config(fake, receiver)
+            cfg["channels"]["twilio"] = {"enabled": True, "base_url": twilio.base_url, "sms_rate": 50,
+                                         "voice_rate": 50, "timeout": 2.0}
+            cfg["channels"]["failover"] = {"sms": [{"provider": "aliyun", "weight": 100},
+                                                   {"provider": "twilio", "weight": 10}],
+                                           "voice": [{"provider": "aliyun", "weight": 100}]}
+            d = await daemon_factory(cfg, env={**ENV, "TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": tok})
+            await d.call("POST", "/v1/events", json_body={"type": "warning.issued", "level": "orange", "id": "fo-2"})
+            body = await d.wait_event("fo-2", lambda b: all(
+                x["status"] in ("sent", "delivered") for x in b["deliveries"]), timeout=40)
+    finally:
+        await twilio.stop()
+    sms = [x for x in body["deliveries"] if x["channel"] == "sms"]
+    assert len(sms) == 2 and all(x["provider_ref"].startswith("SM") and x["attempts"] == 1 for x in sms)
+    assert not fake.sms and fake.count("SendSms", "isv.SMS_TEMPLATE_ILLEGAL") >= 1
+    m = await d.metrics()
+    assert metric_value(m, "gateway_provider_up", channel="sms", provider="aliyun") == 0
+    assert metric_value(m, "gateway_provider_sends_total", channel="sms", provider="aliyun",
+                        result="misconfigured") in (1, 2)  # demoted at the first refusal (two may race)
+    assert metric_value(m, "gateway_channel_up", channel="sms") == 1  # the channel itself never paused
+    alarm = [e for e in d.log_events() if e.get("event") == "provider_demoted"]
+    assert alarm and alarm[0]["provider"] == "aliyun" and "SMS_TEMPLATE_ILLEGAL" in alarm[0]["reason"]

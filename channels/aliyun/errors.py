@@ -92,11 +92,13 @@ def classify(exc: BaseException) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return Transient(FailureReason.TIMEOUT, "aliyun request timed out")
     if isinstance(exc, UnretryableException):
-        # the SDK wraps connection-level failures (refused, reset, DNS) this way
+        # the SDK wraps connection-level failures (refused, reset, DNS, its own read timeout) in a
+        # RetryError whose message is aiohttp's text: host and port, never credentials
         inner = getattr(exc, "inner_exception", None)
-        if isinstance(inner, TimeoutError | asyncio.TimeoutError):
-            return Transient(FailureReason.TIMEOUT, "aliyun request timed out")
-        return Transient(FailureReason.CONNECTION, f"aliyun connection failed: {type(inner).__name__}")
+        text = str(getattr(inner, "message", None) or inner or "")[:200]
+        if isinstance(inner, TimeoutError) or "timeout" in text.lower():
+            return Transient(FailureReason.TIMEOUT, f"aliyun request timed out: {text}")
+        return Transient(FailureReason.CONNECTION, f"aliyun connection failed: {text}")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return Transient(FailureReason.CONNECTION, f"aliyun connection failed: {type(exc).__name__}")
     if isinstance(exc, json.JSONDecodeError):
