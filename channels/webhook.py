@@ -205,8 +205,10 @@ class WebhookChannel:
         except RateLimited:
             alive = True  # it answered: alive, just busy; the outbox honours Retry-After
             raise
-        except Transient:
-            alive = False
+        except Transient as exc:
+            # Only silence (timeouts, refused connections) counts towards opening the circuit: a
+            # 5xx answered, and the outbox's backoff already spaces the retries to it.
+            alive = None if exc.reason is FailureReason.SERVER_ERROR else False
             raise
         except DeliveryError as exc:
             # A 4xx still proves the endpoint is up; a URL aiohttp refused proves nothing.

@@ -124,10 +124,15 @@ class Dispatcher:
         flusher = asyncio.create_task(self._flush_loop(), name="outcome-flusher")
         try:
             while not self._stopping:
-                claimed = await self._claim_once()
-                if claimed and len(self._tasks) < self.concurrency:
-                    continue
-                await self._idle()
+                try:
+                    claimed = await self._claim_once()
+                    if claimed and len(self._tasks) < self.concurrency:
+                        continue
+                    await self._idle()
+                except Exception:
+                    # the store is down beyond its own retries: keep the loop alive, try again
+                    log.exception("dispatch_round_failed")
+                    await asyncio.sleep(1.0)
         finally:
             # stop() bounds this wait: it cancels what outlives the grace period
             while self._tasks:
@@ -208,9 +213,22 @@ class Dispatcher:
             # due work we did not claim is excluded (busy endpoint, paused channel): poll gently
             timeout = min(timeout, max(0.05, nxt - self.clock()))
         if timeout > 0:
+            await self._wait(timeout)
+        self._wake.clear()
+
+    async def _wait(self, timeout: float) -> None:
+        """Until woken locally, notified by the store (PostgreSQL LISTEN: another instance took
+        an event), or `timeout` passes."""
+        listen = getattr(self.store, "wait_for_work", None)
+        if listen is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+            return
+        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(listen(timeout))}
+        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- outcomes
     async def _flush_loop(self) -> None:
@@ -222,11 +240,7 @@ class Dispatcher:
             stop = any(o.item_id == "" for o in batch)
             real = [o for o in batch if o.item_id]
             if real:
-                try:
-                    lost = await self.store.finish(real)
-                except Exception:
-                    log.exception("outcomes_not_recorded", count=len(real))
-                    lost = []
+                lost = await self._finish_with_retry(real)
                 for item_id in lost:
                     log.warning("lease_lost", delivery_id=item_id)
                 if self.on_finished is not None:
@@ -234,6 +248,20 @@ class Dispatcher:
                 self.wake()
             if stop:
                 return
+
+    async def _finish_with_retry(self, outcomes: list[Outcome]) -> list[str]:
+        """Record outcomes, retrying while the store is unreachable: a dropped outcome would
+        become a resend when its lease expires. Gives up only after ~2 minutes (then the leases
+        do their job)."""
+        delay = 0.1
+        for _ in range(40):
+            try:
+                return await self.store.finish(outcomes)
+            except Exception:
+                log.exception("outcomes_not_recorded", count=len(outcomes), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return []
 
     def _record(self, item: OutboxItem, kind: OutcomeKind, **kw: Any) -> None:
         self._outcomes.put_nowait(Outcome(item.id, item.lease_token, kind, self.clock(), **kw))

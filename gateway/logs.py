@@ -22,18 +22,25 @@ def register_secret(value: str) -> None:
         _secrets.add(value)
 
 
+# keys that only ever hold our own ids or bounded labels: no need to scan their values
+_SAFE_KEYS = frozenset({"event_id", "delivery_id", "unit_id", "channel", "attempt", "level", "timestamp",
+                        "outcome", "provider_ref", "reason", "event"})
+
+
 def _scrub_value(v: Any) -> Any:
     if isinstance(v, str):
         for s in _secrets:
             if s in v:
                 v = v.replace(s, "[redacted]")
-        return mask_text(v)
+        return mask_text(v) if "+" in v else v
     return v
 
 
 def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k in list(event):
-        if any(s in k.lower() for s in _SECRET_KEYS) and k not in ("token_principal",):
+        if k in _SAFE_KEYS:
+            continue
+        if any(s in k.lower() for s in _SECRET_KEYS):
             event[k] = "[redacted]"
         else:
             event[k] = _scrub_value(event[k])

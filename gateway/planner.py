@@ -122,6 +122,7 @@ class Planner:
             if not targets:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             sms_text: str | None = None
+            unit_payload: str | None = None
             for ch, addr in targets:
                 did = new_delivery_id()
                 if ch == "voice":
@@ -136,10 +137,12 @@ class Planner:
                     text = sms_text
                 payload = ""
                 if ch == "webhook":
-                    payload = self.renderer.webhook(
-                        ctx, unit_id=r.unit_id, unit_name=r.unit_name, text=text,
-                        ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
-                    )
+                    if unit_payload is None:  # the same JSON for every endpoint of the unit
+                        unit_payload = self.renderer.webhook(
+                            ctx, unit_id=r.unit_id, unit_name=r.unit_name, text=text,
+                            ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
+                        )
+                    payload = unit_payload
                 res.deliveries.append(PlannedDelivery(
                     id=did, unit_id=r.unit_id, unit_name=r.unit_name, channel=ch,
                     address=addr, endpoint_key=endpoint_key(ch, addr), text=text, payload=payload,

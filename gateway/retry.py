@@ -15,8 +15,10 @@ class RetryDecision:
 
 
 class Backoff:
-    def __init__(self, *, initial: float = 1.0, maximum: float = 300.0, jitter: float = 1.0):
-        self._wait = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+    def __init__(self, *, initial: float = 1.0, maximum: float = 300.0, jitter: float | None = None):
+        # jitter scales with the first wait: a 0.2 s backoff must not get a whole second added
+        self._wait = wait_exponential_jitter(multiplier=initial, max=maximum,
+                                             jitter=initial if jitter is None else jitter)
 
     def delay(self, attempt: int) -> float:
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]

@@ -145,26 +145,34 @@ def check_template_mapping(cfg: Config, policy: Policy) -> list[str]:
     problems += _check_patterns("tts_templates", ch.aliyun.tts_templates, "TTS_")
     if "voice" in kinds and not ch.aliyun.called_show_number:
         problems.append("channels.aliyun.called_show_number: required for Aliyun voice calls")
+    missing: dict[tuple[str, str, str], list[tuple[str | None, list[str]]]] = {}
     for (etype, level), chans in _kinds(policy).items():
         # an SMS may become a call (landline-only units, fallback on a failed SMS)
         wanted = [("sms", "templates", chans.get("sms", []))] if "sms" in kinds else []
         if "voice" in kinds:
             wanted.append(("voice", "tts_templates", chans.get("voice", []) + chans.get("sms", [])))
         for kind, section, rules in wanted:
-            if rules:
-                problems += _missing(section, getattr(ch.aliyun, section), etype, level, kind, rules)
-    return problems
+            t = resolve(getattr(ch.aliyun, section), etype, level) if rules else None
+            name = f"{etype}:{level}" if level else etype
+            if rules and t is None:
+                missing.setdefault((section, kind, etype), []).append((level, rules))
+            elif rules and t is not None and not t.approved:
+                problems.append(f"channels.aliyun.{section}: template {t.code} for {name} is not approved yet "
+                                f"{_why(kind, rules)}")
+    return problems + [_missing(section, kind, etype, found) for (section, kind, etype), found in missing.items()]
 
 
-def _missing(section: str, templates: Mapping[str, AliyunTemplateCfg], etype: str, level: str | None,
-             kind: str, rules: Iterable[str]) -> list[str]:
-    t = resolve(templates, etype, level)
-    name = f"{etype}:{level}" if level else etype
+def _why(kind: str, rules: Iterable[str]) -> str:
     how = "by SMS" if kind == "sms" else "by voice, or as the voice fallback of an SMS,"
-    why = f"(sent {how} through policy rules: {', '.join(sorted(set(rules)))})"
-    if t is None:
-        keys = " or ".join(repr(k) for k in keys_for(etype, level))
-        return [f"channels.aliyun.{section}: no template for {name} {why}; add {keys}"]
-    if not t.approved:
-        return [f"channels.aliyun.{section}: template {t.code} for {name} is not approved yet {why}"]
-    return []
+    return f"(sent {how} through policy rules: {', '.join(sorted(set(rules)))})"
+
+
+def _missing(section: str, kind: str, etype: str, found: list[tuple[str | None, list[str]]]) -> str:
+    """One line per event type: the levels without a template and the keys that would cover them."""
+    levels = [lv for lv, _ in found if lv]
+    names = ", ".join(f"{etype}:{lv}" for lv in levels) + (", " if levels and len(levels) < len(found) else "")
+    names += etype if len(levels) < len(found) else ""
+    keys = [f"{etype}:{lv}" for lv in levels] if len(levels) == 1 and len(found) == 1 else []
+    add = " or ".join(repr(k) for k in [*keys, etype, "*"])
+    rules = [r for _, rs in found for r in rs]
+    return f"channels.aliyun.{section}: no template for {names} {_why(kind, rules)}; add {add}"

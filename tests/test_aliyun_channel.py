@@ -192,7 +192,8 @@ def test_check_config_names_the_missing_template(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stdout + run.stderr
     err = run.stderr
-    assert "no template for warning.issued:yellow" in err and "'warning.issued:yellow' or 'warning.issued'" in err
+    assert "templates: no template for warning.issued:yellow, warning.issued:blue (sent by SMS" in err
+    assert "add 'warning.issued' or '*'" in err
     assert "template SMS_465301003 for warning.issued:red is not approved yet" in err
     assert "channels.aliyun.tts_templates: no template for warning.issued:orange" in err
     assert "channels.aliyun.templates: no template for warning.issued:orange" not in err  # mapped
@@ -221,4 +222,5 @@ async def test_daemon_refuses_to_start_without_a_template_mapping(
     del cfg["channels"]["aliyun"]["templates"]["*"]
     with pytest.raises(RuntimeError) as info:
         await daemon_factory(cfg, env=ENV)
-    assert "no template for warning.issued:red" in str(info.value)
+    assert "templates: no template for warning.issued:yellow, warning.issued:red, warning.issued:blue" in str(
+        info.value)

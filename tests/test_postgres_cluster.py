@@ -202,13 +202,6 @@ async def test_postgres_restart_and_outage_mid_run_lose_nothing(pg_db: str, daem
         assert all(d.proc is not None and d.proc.poll() is None for d in daemons)
 
 
-_SQLITE_IN_PROCESS = pytest.mark.filterwarnings(
-    # sqlite.py's busy retry passes tenacity 9.2's deprecated `initial=`; the source store here
-    # runs in-process, where filterwarnings=error would turn that into a failure
-    "ignore:The 'initial' parameter is deprecated:DeprecationWarning")
-
-
-@_SQLITE_IN_PROCESS
 async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str, tmp_path: Path) -> None:
     from tests.test_store_conformance import _scenario, ev, make_store
 

@@ -32,9 +32,6 @@ from tests.support.pg import run_sync, throwaway_database, truncate
 T0 = 1_800_000_000.0
 W = "worker-a"
 
-# sqlite.py's busy retry passes tenacity 9.2's deprecated `initial=` (use `multiplier=`); this
-# suite runs the SQLite store in-process, where filterwarnings=error would turn that into a failure.
-pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning")
 
 
 @pytest.fixture(scope="session")

@@ -271,9 +271,9 @@ async def test_breaker_opens_short_circuits_and_half_opens(
 ) -> None:
     url = receiver.url("/hook")
     origin = channel.endpoint_key(Destination(url))
-    receiver.script("/", status=503, times=4)
+    receiver.script("/", status=200, times=4, delay=0.5)  # silence: answers after our timeout
     for i in range(3):
-        assert (await failure(channel, url, key=f"a{i}")).reason is FailureReason.SERVER_ERROR
+        assert (await failure(channel, url, key=f"a{i}", within=0.1)).reason is FailureReason.TIMEOUT
     assert channel.open_circuits() == [origin] and not channel.is_up()
 
     err = await failure(channel, url, key="b")
@@ -281,10 +281,11 @@ async def test_breaker_opens_short_circuits_and_half_opens(
     assert "circuit open" in err.detail
     clock.advance(29.5)
     assert (await failure(channel, url, key="c")).retry_after == pytest.approx(0.5)
+    await receiver.wait_for(lambda r: r.in_flight == 0, timeout=5)
     assert len(receiver.received) == 3  # short-circuited sends made no request
 
-    clock.advance(0.5)  # half-open: the probe gets the 4th scripted 503 and re-opens the circuit
-    assert (await failure(channel, url, key="probe-1")).reason is FailureReason.SERVER_ERROR
+    clock.advance(0.5)  # half-open: the probe times out too and re-opens the circuit
+    assert (await failure(channel, url, key="probe-1", within=0.1)).reason is FailureReason.TIMEOUT
     assert (await failure(channel, url, key="d")).retry_after == 30.0
     clock.advance(30)
     await send(channel, url, key="probe-2")  # success closes it
@@ -296,9 +297,10 @@ async def test_breaker_opens_short_circuits_and_half_opens(
 async def test_half_open_lets_exactly_one_probe_through(
     channel: WebhookChannel, receiver: Receiver, clock: FakeClock
 ) -> None:
-    receiver.script("/", status=500, times=3)
+    receiver.script("/", status=200, times=3, delay=0.5)  # answers only after our timeout
     for i in range(3):
-        await failure(channel, receiver.url("/p"), key=f"f{i}")
+        await failure(channel, receiver.url("/p"), key=f"f{i}", within=0.1)
+    await receiver.wait_for(lambda r: r.in_flight == 0, timeout=5)
     clock.advance(30)
     receiver.slow("/p", 0.3)
     probe = asyncio.create_task(send(channel, receiver.url("/p"), key="probe"))
@@ -306,6 +308,13 @@ async def test_half_open_lets_exactly_one_probe_through(
     err = await failure(channel, receiver.url("/p"), key="second")
     assert err.reason is FailureReason.CONNECTION and "half-open" in err.detail
     assert (await probe).final and channel.is_up()
+
+
+async def test_server_errors_do_not_open_the_circuit(channel: WebhookChannel, receiver: Receiver) -> None:
+    receiver.script("/", status=503, times=6)
+    for i in range(6):
+        assert (await failure(channel, receiver.url("/x"), key=f"s{i}")).reason is FailureReason.SERVER_ERROR
+    assert len(receiver.received) == 6 and channel.open_circuits() == []  # it answers: the outbox backs off
 
 
 async def test_breaker_counts_connection_failures_not_rate_limits(

@@ -13,6 +13,8 @@ from gateway.events import ENDING_TYPES, EventType
 from gateway.masking import mask_address
 from gateway.store.base import NewEvent, OutboxItem
 
+SWEEP_EVERY = 1.0  # seconds between sweeps of lost leases and passed deadlines
+
 ITEM_COLUMNS = (
     "id, event_id, unit_id, channel, address, endpoint_key, text, payload, attempts, max_attempts,"
     " deadline, lease_token, accepted_at, level, event_status"

@@ -19,5 +19,5 @@ def make_store(config: Config) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, migrate=config.store.migrate)
     raise ValueError(f"unsupported store URL {url.split('@')[-1]!r}: use sqlite:///path or postgresql://")

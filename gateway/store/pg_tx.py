@@ -123,16 +123,24 @@ async def supersede(c: Conn, chain_id: str, event: NewEvent) -> None:
 
 # The sweep of sqlite_tx.sweep, step for step. SKIP LOCKED: a row another instance holds is
 # being claimed, finished or swept by it right now; this instance's next sweep sees it.
+# Order matters: lost leases first (failed when out of attempts; otherwise back to pending, or
+# cancelled when their event was cancelled/superseded meanwhile), then deadlines, so a requeued
+# delivery past its deadline expires instead of being sent late.
 _SWEEP = (
-    "WITH s AS (SELECT id FROM deliveries WHERE status='pending' AND deadline<$1 FOR UPDATE SKIP LOCKED)"
-    " UPDATE deliveries d SET status='expired', reason='expired', finished_at=$1,"
-    " last_error=COALESCE(d.last_error || '; ', '') || 'deadline passed before delivery' FROM s WHERE d.id=s.id",
     "WITH s AS (SELECT id FROM deliveries WHERE status='leased' AND lease_until<$1 AND attempts>=max_attempts"
     " FOR UPDATE SKIP LOCKED)"
     " UPDATE deliveries d SET status='failed', reason='other', finished_at=$1, lease_token=NULL,"
     " last_error='lease expired during the final attempt (worker lost)' FROM s WHERE d.id=s.id",
-    "WITH s AS (SELECT id FROM deliveries WHERE status='leased' AND lease_until<$1 FOR UPDATE SKIP LOCKED)"
-    " UPDATE deliveries d SET status='pending', next_attempt_at=$1, lease_token=NULL FROM s WHERE d.id=s.id",
+    "WITH s AS (SELECT d.id, e.state FROM deliveries d JOIN events e ON e.id=d.event_id"
+    " WHERE d.status='leased' AND d.lease_until<$1 FOR UPDATE OF d SKIP LOCKED)"
+    " UPDATE deliveries d SET next_attempt_at=$1, lease_token=NULL,"
+    " status=(CASE WHEN s.state IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END),"
+    " reason=(CASE s.state WHEN 'cancelled' THEN 'cancelled' WHEN 'superseded' THEN 'superseded' ELSE d.reason END),"
+    " finished_at=(CASE WHEN s.state IN ('cancelled','superseded') THEN $1 ELSE d.finished_at END)"
+    " FROM s WHERE d.id=s.id",
+    "WITH s AS (SELECT id FROM deliveries WHERE status='pending' AND deadline<$1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE deliveries d SET status='expired', reason='expired', finished_at=$1,"
+    " last_error=COALESCE(d.last_error || '; ', '') || 'deadline passed before delivery' FROM s WHERE d.id=s.id",
 )
 
 
@@ -154,8 +162,9 @@ _CLAIM = (
 
 
 async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker_id: str,
-                    exclude: Sequence[str], token: str) -> list[OutboxItem]:
-    await sweep(c, now)
+                    exclude: Sequence[str], token: str, do_sweep: bool = True) -> list[OutboxItem]:
+    if do_sweep:
+        await sweep(c, now)
     if limit <= 0:
         return []
     rows = await c.fetch(_CLAIM, token, now + lease_for, worker_id, now, list(exclude), limit)

@@ -29,6 +29,7 @@ from gateway.store.base import (
     PlannedDelivery,
     StoreError,
 )
+from gateway.store.common import SWEEP_EVERY
 from gateway.store.pg_conn import Conn, Listener, connection_broken, is_transient, log, retrying
 
 T = TypeVar("T")
@@ -54,6 +55,7 @@ class PostgresStore:
         self._connect_for = connect_for
         self._pool: Any = None
         self._listener = Listener(lambda: asyncpg.connect(self.url))
+        self._last_sweep = 0.0
 
     # ---- plumbing
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
@@ -157,8 +159,12 @@ class PostgresStore:
         self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
     ) -> list[OutboxItem]:
         token = common.new_token()
+        do_sweep = now - self._last_sweep >= SWEEP_EVERY
+        if do_sweep:
+            self._last_sweep = now
         return await self._run(lambda c: tx_.claim_due(c, now=now, limit=limit, lease_for=lease_for,
-                                                       worker_id=worker_id, exclude=exclude, token=token))
+                                                       worker_id=worker_id, exclude=exclude, token=token,
+                                                       do_sweep=do_sweep))
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
         if not outcomes:

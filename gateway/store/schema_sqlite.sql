@@ -59,6 +59,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, priority, next_a
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
 CREATE INDEX IF NOT EXISTS deliveries_chain_unit ON deliveries(chain_id, unit_id, status);
 CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries(status, lease_until);
+CREATE INDEX IF NOT EXISTS deliveries_deadline ON deliveries(status, deadline);
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider_ref ON deliveries(provider_ref)
     WHERE provider_ref IS NOT NULL;
 

@@ -47,7 +47,7 @@ def _busy_retrying() -> Retrying:
     in-process infrastructure retry. Never used around a channel send."""
     return Retrying(
         retry=retry_if_exception(_is_busy),
-        wait=wait_exponential_jitter(initial=0.01, max=0.5),
+        wait=wait_exponential_jitter(multiplier=0.01, max=0.5),
         stop=stop_after_delay(10),
         reraise=True,
     )
@@ -62,22 +62,31 @@ class SqliteStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._last_sweep = 0.0
+        self._current_sync = synchronous
 
     # ---- plumbing
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run `fn` in one transaction in the store's thread. `durable` commits are fsynced
+        (synchronous=FULL): intake, acks, approvals, audit. Dispatch bookkeeping is not: after a
+        power loss (not a process crash) it can only repeat a send, which at-least-once allows."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._call, fn)
+        return await loop.run_in_executor(self._pool, self._call, fn, durable)
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
         for attempt in _busy_retrying():
             with attempt:
-                result = self._tx(fn)
+                result = self._tx(fn, durable)
         return result
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         conn = self._conn
         if conn is None:
             raise StoreError("store is not open")
+        want = self._sync if durable or self._sync != "FULL" else "NORMAL"
+        if want != self._current_sync:
+            conn.execute(f"PRAGMA synchronous={want}")
+            self._current_sync = want
         try:
             conn.execute("BEGIN IMMEDIATE")
             out = fn(conn)
@@ -118,7 +127,7 @@ class SqliteStore:
     async def ping(self) -> bool:
         try:
             return await self._run(lambda c: c.execute("SELECT 1").fetchone() is not None)
-        except (sqlite3.Error, StoreError):
+        except (sqlite3.Error, StoreError, RuntimeError):  # RuntimeError: the executor is shut down
             return False
 
     # ---- intake
@@ -178,7 +187,7 @@ class SqliteStore:
                 flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
                                    dict(event.audit))
 
-        await self._run(tx)
+        await self._run(tx, durable=True)
 
     # ---- dispatch
     async def claim_due(
@@ -186,8 +195,13 @@ class SqliteStore:
     ) -> list[OutboxItem]:
         token = common.new_token()
 
+        do_sweep = now - self._last_sweep >= common.SWEEP_EVERY
+        if do_sweep:
+            self._last_sweep = now
+
         def tx(c: sqlite3.Connection) -> list[OutboxItem]:
-            tx_.sweep(c, now)
+            if do_sweep:  # a scan of the pending rows: once a second is enough, not every claim
+                tx_.sweep(c, now)
             if limit <= 0:
                 return []
             marks = ",".join("?" * len(exclude))
@@ -246,7 +260,7 @@ class SqliteStore:
             )
             return int(n)
 
-        return await self._run(tx)
+        return await self._run(tx, durable=True)
 
     async def outbox_stats(self, now: float) -> OutboxStats:
         def q(c: sqlite3.Connection) -> OutboxStats:
@@ -286,7 +300,8 @@ class SqliteStore:
 
     async def record_ack(self, *, event_id: str, unit_id: str, delivery_id: str | None, by: str, via: str,
                          at: float) -> AckResult | None:
-        return await self._run(lambda c: acks_.record_ack(c, event_id, unit_id, delivery_id, by, via, at))
+        return await self._run(lambda c: acks_.record_ack(c, event_id, unit_id, delivery_id, by, via, at),
+                              durable=True)
 
     async def link_used(self, delivery_id: str) -> bool:
         return await self._run(lambda c: acks_.link_used(c, delivery_id))
@@ -296,7 +311,7 @@ class SqliteStore:
 
     async def add_deliveries(self, event_id: str, deliveries: Sequence[PlannedDelivery], *, now: float
                              ) -> list[str]:
-        return await self._run(lambda c: acks_.add_deliveries(c, event_id, deliveries, now))
+        return await self._run(lambda c: acks_.add_deliveries(c, event_id, deliveries, now), durable=True)
 
     async def stale_sent(self, *, before: float, limit: int) -> list[dict[str, Any]]:
         return await self._run(lambda c: acks_.stale_sent(c, before, limit))
@@ -317,14 +332,15 @@ class SqliteStore:
     # ---- audit
     async def append_audit(self, *, at: float, principal: str, action: str, subject: str,
                            detail: Mapping[str, Any]) -> int:
-        return await self._run(lambda c: flow_.append_audit(c, at, principal, action, subject, dict(detail)))
+        return await self._run(lambda c: flow_.append_audit(c, at, principal, action, subject, dict(detail)),
+                              durable=True)
 
     async def list_audit(self, *, after: int, limit: int) -> list[dict[str, Any]]:
         return await self._run(lambda c: flow_.list_audit(c, after, limit))
 
     # ---- public messages
     async def insert_public(self, row: Mapping[str, Any]) -> None:
-        await self._run(lambda c: flow_.insert_public(c, dict(row)))
+        await self._run(lambda c: flow_.insert_public(c, dict(row)), durable=True)
 
     async def get_public(self, pm_id: str) -> dict[str, Any] | None:
         return await self._run(lambda c: flow_.get_public(c, pm_id))
@@ -332,7 +348,7 @@ class SqliteStore:
     async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
                             dispatch_event_id: str | None = None) -> bool:
         return await self._run(lambda c: flow_.decide_public(c, pm_id, to_state, by, reason, at,
-                                                             dispatch_event_id))
+                                                             dispatch_event_id), durable=True)
 
     async def expire_public(self, *, now: float) -> list[str]:
         return await self._run(lambda c: flow_.expire_public(c, now))

@@ -29,14 +29,13 @@ def supersede(c: sqlite3.Connection, chain_id: str, event: NewEvent) -> None:
     )
 
 
+_EV_STATE = "(SELECT state FROM events WHERE events.id=deliveries.event_id)"
+
+
 def sweep(c: sqlite3.Connection, now: float) -> None:
-    """Expire what is past its deadline; return lost leases to the queue or fail them."""
-    c.execute(
-        "UPDATE deliveries SET status='expired', reason='expired', finished_at=?,"
-        " last_error=COALESCE(last_error || '; ', '') || 'deadline passed before delivery'"
-        " WHERE status='pending' AND deadline<?",
-        (now, now),
-    )
+    """Return lost leases to the queue (or fail them, or cancel them when their event was
+    cancelled/superseded meanwhile), then expire what is past its deadline: in that order, so a
+    requeued delivery past its deadline expires instead of being sent late."""
     c.execute(
         "UPDATE deliveries SET status='failed', reason='other', finished_at=?, lease_token=NULL,"
         " last_error='lease expired during the final attempt (worker lost)'"
@@ -44,15 +43,24 @@ def sweep(c: sqlite3.Connection, now: float) -> None:
         (now, now),
     )
     c.execute(
-        "UPDATE deliveries SET status='pending', next_attempt_at=?, lease_token=NULL"
+        f"UPDATE deliveries SET next_attempt_at=?, lease_token=NULL,"
+        f" status=(CASE WHEN {_EV_STATE} IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END),"
+        f" reason=(CASE {_EV_STATE} WHEN 'cancelled' THEN 'cancelled' WHEN 'superseded' THEN 'superseded'"
+        " ELSE reason END),"
+        f" finished_at=(CASE WHEN {_EV_STATE} IN ('cancelled','superseded') THEN ? ELSE finished_at END)"
         " WHERE status='leased' AND lease_until<?",
+        (now, now, now),
+    )
+    c.execute(
+        "UPDATE deliveries SET status='expired', reason='expired', finished_at=?,"
+        " last_error=COALESCE(last_error || '; ', '') || 'deadline passed before delivery'"
+        " WHERE status='pending' AND deadline<?",
         (now, now),
     )
 
 
 # A delivery coming back for another try while its event was cancelled or superseded is not
 # sent late: it is cancelled instead, with the reason saying why.
-_EV_STATE = "(SELECT state FROM events WHERE events.id=deliveries.event_id)"
 _REQUEUE = (
     f"status=(CASE WHEN {_EV_STATE} IN ('cancelled','superseded') THEN 'cancelled' ELSE 'pending' END),"
     f" reason=(CASE {_EV_STATE} WHEN 'cancelled' THEN 'cancelled' WHEN 'superseded' THEN 'superseded'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from gateway.sandbox_aliyun import AliyunSandbox, AliyunSandboxConfig
@@ -52,9 +53,9 @@ def aliyun_config(fake: AliyunSandbox, receiver: Receiver, **aliyun: Any) -> dic
             "zezhou_ecology_branch")}},
         "channels": {"webhook": {"enabled": True, "timeout": 2.0},
                      "aliyun": {"enabled": True, "endpoint": fake.base_url, "voice_endpoint": fake.base_url,
-                                "called_show_number": SHOW_NUMBER, "templates": TEMPLATES,
-                                "tts_templates": TTS_TEMPLATES, "sms_rate": 50, "voice_rate": 50, "timeout": 2.0,
-                                "query_interval": 0, **aliyun}},
+                                "called_show_number": SHOW_NUMBER, "templates": copy.deepcopy(TEMPLATES),
+                                "tts_templates": copy.deepcopy(TTS_TEMPLATES), "sms_rate": 50, "voice_rate": 50,
+                                "timeout": 2.0, "query_interval": 0, **aliyun}},
         "dispatch": {"backoff_initial": 0.1, "backoff_max": 1.0},
         "sandbox": {"enabled": False},
     }
