@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.sandbox.enabled:
         print(BANNER, flush=True)
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.install()
     except ImportError:

@@ -85,6 +85,8 @@ class Dispatcher:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.concurrency = concurrency
+        self._batch = max(1, concurrency // 4)
+        self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.lease_for = lease_for
         self.clock = clock
         self.meta = meta or (lambda item: {})
@@ -125,6 +127,11 @@ class Dispatcher:
         try:
             while not self._stopping:
                 try:
+                    if self._tasks and self.concurrency - len(self._tasks) < self._batch:
+                        # nearly full: let completions free a batch of slots before the next
+                        # claim, so claims are few and large instead of one per completed send
+                        await self._wait_wake(1.0)
+                        continue
                     claimed = await self._claim_once()
                     if claimed and len(self._tasks) < self.concurrency:
                         continue
@@ -216,6 +223,11 @@ class Dispatcher:
             await self._wait(timeout)
         self._wake.clear()
 
+    async def _wait_wake(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
     async def _wait(self, timeout: float) -> None:
         """Until woken locally, notified by the store (PostgreSQL LISTEN: another instance took
         an event), or `timeout` passes."""
@@ -291,17 +303,27 @@ class Dispatcher:
             self._succeeded(item, result, bound)
 
     def _succeeded(self, item: OutboxItem, result: SendResult, bound: Any) -> None:
-        m = self.metrics
-        m.attempts.labels(item.channel, "ok").inc()
         outcome = "delivered" if result.final else "sent"
-        m.deliveries.labels(item.channel, outcome).inc()
-        m.delivery_latency.labels(item.channel, item.level or "none").observe(
-            max(0.0, self.clock() - item.accepted_at))
+        attempts_ok, deliveries, latency, up = self._ok_series(item.channel, outcome, item.level or "none")
+        attempts_ok.inc()
+        deliveries.inc()
+        latency.observe(max(0.0, self.clock() - item.accepted_at))
         if self.channels[item.channel].paused_until == 0:
-            m.channel_up.labels(item.channel).set(1)
+            up.set(1)
         kind = OutcomeKind.DELIVERED if result.final else OutcomeKind.SENT
         self._record(item, kind, provider_ref=result.provider_ref)
         bound.info("delivery_attempt_succeeded", outcome=outcome, provider_ref=result.provider_ref)
+
+    def _ok_series(self, channel: str, outcome: str, level: str) -> tuple[Any, Any, Any, Any]:
+        """The labelled metric children of a success, looked up once per label set (hot path)."""
+        key = (channel, outcome, level)
+        series = self._series.get(key)
+        if series is None:
+            m = self.metrics
+            series = (m.attempts.labels(channel, "ok"), m.deliveries.labels(channel, outcome),
+                      m.delivery_latency.labels(channel, level), m.channel_up.labels(channel))
+            self._series[key] = series
+        return series
 
     async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError, bound: Any) -> None:
         m = self.metrics

@@ -195,7 +195,7 @@ def test_check_config_names_the_missing_template(tmp_path: Path) -> None:
     assert "templates: no template for warning.issued:yellow, warning.issued:blue (sent by SMS" in err
     assert "add 'warning.issued' or '*'" in err
     assert "template SMS_465301003 for warning.issued:red is not approved yet" in err
-    assert "channels.aliyun.tts_templates: no template for warning.issued:orange" in err
+    assert "channels.aliyun.tts_templates: no template for warning.issued:yellow, warning.issued:orange" in err
     assert "channels.aliyun.templates: no template for warning.issued:orange" not in err  # mapped
 
 

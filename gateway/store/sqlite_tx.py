@@ -91,16 +91,31 @@ _FINISH_SQL = {
 }
 
 
+def _args(o: Outcome) -> dict[str, object]:
+    return {"at": o.at, "ref": o.provider_ref, "next": o.next_at, "err": o.error, "reason": o.reason,
+            "id": o.item_id, "token": o.lease_token}
+
+
 def finish(c: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[str]:
+    """Check every lease in one query, then one executemany per outcome kind."""
+    held: dict[str, str] = {}
+    ids = [o.item_id for o in outcomes]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        held.update(c.execute(f"SELECT id, lease_token FROM deliveries WHERE status='leased' AND id IN ({marks})",
+                              chunk).fetchall())
     lost: list[str] = []
+    by_kind: dict[OutcomeKind, list[Outcome]] = {}
     for o in outcomes:
-        sql = _FINISH_SQL[o.kind] + " WHERE id=:id AND lease_token=:token AND status='leased'"
-        args = {
-            "at": o.at, "ref": o.provider_ref, "next": o.next_at, "err": o.error, "reason": o.reason,
-            "id": o.item_id, "token": o.lease_token,
-        }
-        if c.execute(sql, args).rowcount == 0:
+        if held.get(o.item_id) == o.lease_token:
+            del held[o.item_id]  # the first outcome consumes the lease; a repeat is lost
+            by_kind.setdefault(o.kind, []).append(o)
+        else:
             lost.append(o.item_id)
+    for kind, group in by_kind.items():
+        sql = _FINISH_SQL[kind] + " WHERE id=:id AND lease_token=:token AND status='leased'"
+        c.executemany(sql, [_args(o) for o in group])
     return lost
 
 
