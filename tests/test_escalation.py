@@ -146,6 +146,8 @@ async def test_two_person_rule_and_level_approver(receiver: Receiver, daemon_fac
                           json_body={"reason": "措辞需修改"})
     assert s == 200 and rej["state"] == "rejected" and rej["reason"] == "措辞需修改"
     s, late = await d.call("POST", "/v1/public-messages", token="media", json_body=draft)
+    s, pending = await d.call("GET", "/v1/public-messages?state=pending_approval", token="reader")
+    assert s == 200 and [p["id"] for p in pending["public_messages"]] == [late["id"]]
     await asyncio.sleep(3.5)
     s, view = await d.call("GET", f"/v1/public-messages/{late['id']}", token="reader")
     assert view["state"] == "expired"

@@ -380,7 +380,11 @@ async def test_public_messages_compare_and_set_and_expiry(store: Store) -> None:
     pm = await store.get_public("pm1")
     assert pm is not None and pm["channels"] == ["sms", "webhook"] and pm["approver"] is None
     assert await store.get_public("nope") is None
+    listed = await store.list_public(state="pending_approval", limit=10)
+    assert {p["id"] for p in listed} == {"pm1", "pm2"} and listed[0]["channels"] == ["sms", "webhook"]
     assert await store.expire_public(now=T0 + 11) == ["pm2"]
+    assert [p["id"] for p in await store.list_public(state="expired", limit=10)] == ["pm2"]
+    assert len(await store.list_public(state=None, limit=1)) == 1
     assert not await store.decide_public("pm2", to_state="approved", by="leader", reason=None, at=T0 + 12)
     results = await asyncio.gather(
         store.decide_public("pm1", to_state="approved", by="leader", reason=None, at=T0 + 12, dispatch_event_id="e9"),

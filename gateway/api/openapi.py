@@ -236,7 +236,13 @@ def _public() -> dict[str, Any]:
         "/v1/public-messages": {"post": _op(
             "requestPublicMessage", "Media centre drafts a public message for an event",
             {201: _ok("pending_approval", _ref("PublicMessage"))}, scope="public:request",
-            body=_json_body("PublicMessageRequest"), errors=(*_BODY_ERRORS, 409))},
+            body=_json_body("PublicMessageRequest"), errors=(*_BODY_ERRORS, 409)), "get": _op(
+            "listPublicMessages", "Public messages, newest first (e.g. the drafts awaiting approval)",
+            {200: _ok("public messages", _obj({"public_messages": _array(_ref("PublicMessage"))},
+                                              ("public_messages",)))}, scope="events:read",
+            params=[_query("state", {"type": "string", "enum": ["pending_approval", "approved", "rejected",
+                                                                 "expired"]}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], errors=(400,))},
         "/v1/public-messages/{id}/approve": {"post": _op(
             "approvePublicMessage", "Approve; the approver must differ from the requester (403), then dispatch",
             {200: pm}, scope="public:approve", params=[pm_id], errors=(404, 409, 422))},

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.api.common import gw, json_response, read_json, require
+from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.api.events import validation_error
 from gateway.durations import parse_duration
@@ -170,6 +170,18 @@ async def _answer(request: web.Request, pm_id: str) -> web.Response:
     ev = await g.store.get_event(pm["event_id"])
     mine = [d for d in ev["deliveries"] if (d.get("cause_id") or "").startswith(pm_id + ":")]
     return json_response(_view(pm, mine))
+
+
+@routes.get("/v1/public-messages")
+async def list_public(request: web.Request) -> web.Response:
+    require(request, "events:read")
+    state = request.query.get("state")
+    if state is not None and state not in ("pending_approval", "approved", "rejected", "expired"):
+        raise ApiError(400, "bad_parameter", "state must be pending_approval, approved, rejected or expired",
+                       field="state")
+    limit = int_param(request, "limit", 50, 1, 500)
+    rows = await gw(request).store.list_public(state=state, limit=limit)
+    return json_response({"public_messages": [_view(pm) for pm in rows]})
 
 
 @routes.get("/v1/public-messages/{id}")

@@ -281,6 +281,10 @@ class Store(Protocol):
 
     async def get_public(self, pm_id: str) -> dict[str, Any] | None: ...
 
+    async def list_public(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        """Public messages, newest first, optionally in one state (e.g. pending_approval)."""
+        ...
+
     async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
                             dispatch_event_id: str | None = None) -> bool:
         """Compare-and-set from pending_approval; False when already decided or expired."""

@@ -87,6 +87,20 @@ async def decide_public(c: Conn, pm_id: str, to_state: str, by: str | None, reas
     )) > 0
 
 
+async def list_public(c: Conn, state: str | None, limit: int) -> list[dict[str, Any]]:
+    if state:
+        rows = await c.fetch("SELECT * FROM public_messages WHERE state=$1 ORDER BY created_at DESC LIMIT $2",
+                             state, limit)
+    else:
+        rows = await c.fetch("SELECT * FROM public_messages ORDER BY created_at DESC LIMIT $1", limit)
+    out = []
+    for r in rows:
+        row = as_dict(r)
+        row["channels"] = json.loads(row["channels"]) if isinstance(row["channels"], str) else row["channels"]
+        out.append(row)
+    return out
+
+
 async def expire_public(c: Conn, now: float) -> list[str]:
     return [str(r["id"]) for r in await c.fetch(
         "UPDATE public_messages SET state='expired', decided_at=$1 WHERE state='pending_approval' AND expires_at<$1"

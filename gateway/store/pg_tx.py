@@ -280,7 +280,7 @@ async def list_events(c: Conn, status: str | None, limit: int) -> list[dict[str,
                            " GROUP BY event_id, status", ids):
         counts[s["event_id"]][s["status"]] = int(s["n"])
     acks = {a["event_id"]: (int(a["req"] or 0), int(a["acked"])) for a in await c.fetch(
-        "SELECT event_id, SUM(required) AS req, COUNT(acked_at) AS acked FROM unit_acks"
+        "SELECT event_id, SUM(required) AS req, COUNT(acked_at) FILTER (WHERE required=1) AS acked FROM unit_acks"
         " WHERE event_id = ANY($1::text[]) GROUP BY event_id", ids)}
     out = []
     for r in rows:

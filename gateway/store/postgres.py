@@ -256,5 +256,8 @@ class PostgresStore:
         return await self._run(lambda c: flow_.decide_public(c, pm_id, to_state, by, reason, at,
                                                              dispatch_event_id))
 
+    async def list_public(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.list_public(c, state, limit))
+
     async def expire_public(self, *, now: float) -> list[str]:
         return await self._run(lambda c: flow_.expire_public(c, now))

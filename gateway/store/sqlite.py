@@ -345,6 +345,9 @@ class SqliteStore:
     async def get_public(self, pm_id: str) -> dict[str, Any] | None:
         return await self._run(lambda c: flow_.get_public(c, pm_id))
 
+    async def list_public(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: flow_.list_public(c, state, limit))
+
     async def decide_public(self, pm_id: str, *, to_state: str, by: str | None, reason: str | None, at: float,
                             dispatch_event_id: str | None = None) -> bool:
         return await self._run(lambda c: flow_.decide_public(c, pm_id, to_state, by, reason, at,

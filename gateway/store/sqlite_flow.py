@@ -70,6 +70,17 @@ def get_public(c: sqlite3.Connection, pm_id: str) -> dict[str, Any] | None:
     return out
 
 
+def list_public(c: sqlite3.Connection, state: str | None, limit: int) -> list[dict[str, Any]]:
+    where = "WHERE state=?" if state else ""
+    args: tuple[Any, ...] = (state, limit) if state else (limit,)
+    out = []
+    for r in c.execute(f"SELECT * FROM public_messages {where} ORDER BY created_at DESC LIMIT ?", args):
+        row = dict(r)
+        row["channels"] = json.loads(row["channels"])
+        out.append(row)
+    return out
+
+
 def decide_public(c: sqlite3.Connection, pm_id: str, to_state: str, by: str | None, reason: str | None,
                   at: float, dispatch_event_id: str | None) -> bool:
     return c.execute(
