@@ -38,6 +38,8 @@ from gateway.store.base import OutboxItem, Outcome, OutcomeKind, Store
 
 log = get_logger("gateway.dispatcher")
 
+URGENT = 0  # delivery priority of actual red warnings (policy `priority`; drills add 10)
+
 FailureHook = Callable[[OutboxItem, DeliveryError], Awaitable[None]]
 MetaBuilder = Callable[[OutboxItem], Mapping[str, str]]
 
@@ -86,6 +88,9 @@ class Dispatcher:
         self.backoff = backoff or Backoff()
         self.concurrency = concurrency
         self._batch = max(1, concurrency // 4)
+        self._reserve = max(1, concurrency // 8) if concurrency > 1 else 0
+        self._low_inflight = 0
+        self._kick = False
         self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.lease_for = lease_for
         self.clock = clock
@@ -102,6 +107,8 @@ class Dispatcher:
 
     # ---- control
     def wake(self) -> None:
+        """New work was committed: claim now, even while nearly full (it may be urgent)."""
+        self._kick = True
         self._wake.set()
 
     @property
@@ -127,11 +134,12 @@ class Dispatcher:
         try:
             while not self._stopping:
                 try:
-                    if self._tasks and self.concurrency - len(self._tasks) < self._batch:
+                    if self._tasks and self.concurrency - len(self._tasks) < self._batch and not self._kick:
                         # nearly full: let completions free a batch of slots before the next
                         # claim, so claims are few and large instead of one per completed send
                         await self._wait_wake(1.0)
                         continue
+                    self._kick = False
                     claimed = await self._claim_once()
                     if claimed and len(self._tasks) < self.concurrency:
                         continue
@@ -180,8 +188,20 @@ class Dispatcher:
         if free <= 0:
             return False
         now = self.clock()
-        items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
-                                           worker_id=self.worker_id, exclude=self._excluded(now))
+        exclude = self._excluded(now)
+        # a few slots stay reserved for urgent work (an actual red warning): however much lower
+        # priority work is queued or slow, the first red delivery leaves at once
+        low_free = min(free, self.concurrency - self._reserve - self._low_inflight)
+        if low_free >= free:
+            items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
+                                               worker_id=self.worker_id, exclude=exclude)
+        else:
+            items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
+                                               worker_id=self.worker_id, exclude=exclude, max_priority=URGENT)
+            if low_free > 0 and len(items) < free:
+                items += await self.store.claim_due(
+                    now=now, limit=min(free - len(items), low_free), lease_for=self.lease_for,
+                    worker_id=self.worker_id, exclude=exclude, min_priority=URGENT + 1)
         overflow: list[Outcome] = []
         for item in items:
             if item.channel not in self.channels:
@@ -193,6 +213,8 @@ class Dispatcher:
                 overflow.append(Outcome(item.id, item.lease_token, OutcomeKind.RELEASE, now, next_at=now))
                 continue
             self._by_key[item.endpoint_key] = self._by_key.get(item.endpoint_key, 0) + 1
+            if item.priority > URGENT:
+                self._low_inflight += 1
             task = asyncio.create_task(self._send(item))
             self._tasks[task] = item
             task.add_done_callback(self._done)
@@ -203,6 +225,8 @@ class Dispatcher:
     def _done(self, task: asyncio.Task[None]) -> None:
         item = self._tasks.pop(task, None)
         if item is not None:
+            if item.priority > URGENT:
+                self._low_inflight -= 1
             n = self._by_key.get(item.endpoint_key, 1) - 1
             if n <= 0:
                 self._by_key.pop(item.endpoint_key, None)
@@ -257,7 +281,7 @@ class Dispatcher:
                     log.warning("lease_lost", delivery_id=item_id)
                 if self.on_finished is not None:
                     self.on_finished()
-                self.wake()
+                self._wake.set()
             if stop:
                 return
 

@@ -65,3 +65,30 @@ async def test_sigterm_drains_in_flight_sends(receiver: Receiver, daemon_factory
     await d.start()  # what was not sent yet goes out after the restart
     body = await d.wait_event("drain", all_terminal, timeout=30)
     assert body["summary"]["by_status"] == {"delivered": 40}
+
+
+async def test_red_overtakes_a_queue_of_lower_priority_work(
+    receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    # 2,000 yellow deliveries to a slow receiver fill every slot; a red warning arrives after them
+    receiver.slow("/slow/", 4.0)
+    urls = [{"url": receiver.url(f"/slow/{{unit_id}}/{i}")} for i in range(50)]
+    cfg = webhook_config(receiver, dispatch={"concurrency": 16})
+    cfg["roster"]["extra_contacts"] = {"*": urls}
+    cfg["channels"]["webhook"]["per_endpoint"] = 16
+    d = await daemon_factory(cfg, ALL_ROLES_POLICY)
+    s, _ = await d.call("POST", "/v1/events", json_body={"type": "warning.issued", "level": "yellow", "id": "y1"})
+    assert s == 202
+    await receiver.wait_for(lambda r: r.in_flight >= 10, timeout=10)
+    s, a = await d.call("POST", "/v1/events", json_body={
+        "type": "warning.issued", "level": "red", "id": "r-urgent", "audience": {"units": ["township_xiacun"]}})
+    assert s == 202
+    await receiver.wait_for(
+        lambda r: any(x.json and x.json["event"]["id"] == "r-urgent" for x in r.received), timeout=20)
+    # every slot was busy with a 4 s yellow send, yet the red one arrived long before the first of
+    # them could free its slot: it went out on a reserved slot
+    red = next(x for x in receiver.received if x.json and x.json["event"]["id"] == "r-urgent")
+    first_yellow = min(x.at for x in receiver.received if x.json and x.json["event"]["id"] == "y1")
+    assert red.at < first_yellow + 3.0, (red.at - first_yellow)
+    _, yellow = await d.call("GET", "/v1/events/y1", token="reader")
+    assert yellow["summary"]["by_status"].get("pending", 0) > 1500, yellow["summary"]

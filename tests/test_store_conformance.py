@@ -516,3 +516,13 @@ async def test_pg_refuses_an_unmigrated_database_when_migration_is_off() -> None
         await store.open()
         await store.close()
 
+
+
+async def test_claim_by_priority_band(store: Store) -> None:
+    await store.record_event(ev(), [dl("red", "u1", priority=0), dl("yel", "u2", priority=2),
+                                     dl("drill", "u3", priority=12)], [])
+    urgent = await claim(store, max_priority=0)
+    assert set(urgent) == {"red"} and urgent["red"].priority == 0
+    rest = await claim(store, min_priority=1, max_priority=5)
+    assert set(rest) == {"yel"}
+    assert set(await claim(store, min_priority=1)) == {"drill"}

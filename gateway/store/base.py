@@ -111,6 +111,7 @@ class OutboxItem:
     accepted_at: float
     level: str | None
     status: str  # the event's status: actual | exercise | test
+    priority: int = 2
 
 
 class OutcomeKind(StrEnum):
@@ -187,10 +188,12 @@ class Store(Protocol):
         ...
 
     async def claim_due(
-        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = (),
+        min_priority: int | None = None, max_priority: int | None = None,
     ) -> list[OutboxItem]:
-        """Lease up to `limit` due deliveries (attempts counted now), skipping endpoint keys
-        in `exclude`; expire those past their deadline; fail expired leases out of attempts."""
+        """Lease up to `limit` due deliveries (attempts counted now), most urgent first, skipping
+        endpoint keys in `exclude` and priorities outside [min_priority, max_priority]; expire
+        those past their deadline; fail expired leases out of attempts."""
         ...
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:

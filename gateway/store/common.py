@@ -17,7 +17,7 @@ SWEEP_EVERY = 1.0  # seconds between sweeps of lost leases and passed deadlines
 
 ITEM_COLUMNS = (
     "id, event_id, unit_id, channel, address, endpoint_key, text, payload, attempts, max_attempts,"
-    " deadline, lease_token, accepted_at, level, event_status"
+    " deadline, lease_token, accepted_at, level, event_status, priority"
 )
 
 
@@ -35,7 +35,7 @@ def item_from_row(r: Mapping[str, Any]) -> OutboxItem:
         address=r["address"], endpoint_key=r["endpoint_key"], text=r["text"], payload=r["payload"],
         attempts=r["attempts"], max_attempts=r["max_attempts"], deadline=r["deadline"],
         lease_token=r["lease_token"], accepted_at=r["accepted_at"], level=r["level"],
-        status=r["event_status"],
+        status=r["event_status"], priority=r["priority"],
     )
 
 

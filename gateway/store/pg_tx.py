@@ -153,6 +153,7 @@ async def sweep(c: Conn, now: float) -> None:
 _CLAIM = (
     "WITH due AS (SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=$4"
     " AND NOT (d.endpoint_key = ANY($5::text[]))"
+    " AND ($7::int IS NULL OR d.priority >= $7) AND ($8::int IS NULL OR d.priority <= $8)"
     " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id AND e.unit_id=d.unit_id"
     "  AND e.status='leased' AND e.chain_seq<d.chain_seq)"
     " ORDER BY d.priority, d.next_attempt_at LIMIT $6 FOR UPDATE OF d SKIP LOCKED)"
@@ -162,12 +163,14 @@ _CLAIM = (
 
 
 async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker_id: str,
-                    exclude: Sequence[str], token: str, do_sweep: bool = True) -> list[OutboxItem]:
+                    exclude: Sequence[str], token: str, do_sweep: bool = True,
+                    min_priority: int | None = None, max_priority: int | None = None) -> list[OutboxItem]:
     if do_sweep:
         await sweep(c, now)
     if limit <= 0:
         return []
-    rows = await c.fetch(_CLAIM, token, now + lease_for, worker_id, now, list(exclude), limit)
+    rows = await c.fetch(_CLAIM, token, now + lease_for, worker_id, now, list(exclude), limit, min_priority,
+                         max_priority)
     return [common.item_from_row(as_dict(r)) for r in rows]
 
 

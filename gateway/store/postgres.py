@@ -156,7 +156,8 @@ class PostgresStore:
 
     # ---- dispatch
     async def claim_due(
-        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = (),
+        min_priority: int | None = None, max_priority: int | None = None,
     ) -> list[OutboxItem]:
         token = common.new_token()
         do_sweep = now - self._last_sweep >= SWEEP_EVERY
@@ -164,7 +165,8 @@ class PostgresStore:
             self._last_sweep = now
         return await self._run(lambda c: tx_.claim_due(c, now=now, limit=limit, lease_for=lease_for,
                                                        worker_id=worker_id, exclude=exclude, token=token,
-                                                       do_sweep=do_sweep))
+                                                       do_sweep=do_sweep, min_priority=min_priority,
+                                                       max_priority=max_priority))
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
         if not outcomes:

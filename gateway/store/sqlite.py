@@ -191,7 +191,8 @@ class SqliteStore:
 
     # ---- dispatch
     async def claim_due(
-        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = ()
+        self, *, now: float, limit: int, lease_for: float, worker_id: str, exclude: Sequence[str] = (),
+        min_priority: int | None = None, max_priority: int | None = None,
     ) -> list[OutboxItem]:
         token = common.new_token()
 
@@ -206,6 +207,10 @@ class SqliteStore:
                 return []
             marks = ",".join("?" * len(exclude))
             excl = f"AND d.endpoint_key NOT IN ({marks})" if exclude else ""
+            if min_priority is not None:
+                excl += f" AND d.priority >= {int(min_priority)}"
+            if max_priority is not None:
+                excl += f" AND d.priority <= {int(max_priority)}"
             rows = c.execute(
                 "UPDATE deliveries SET status='leased', attempts=attempts+1, lease_token=?,"
                 " lease_until=?, worker_id=? WHERE id IN ("
