@@ -80,7 +80,7 @@ async def test_red_overtakes_a_queue_of_lower_priority_work(
     s, _ = await d.call("POST", "/v1/events", json_body={"type": "warning.issued", "level": "yellow", "id": "y1"})
     assert s == 202
     await receiver.wait_for(lambda r: r.in_flight >= 10, timeout=10)
-    s, a = await d.call("POST", "/v1/events", json_body={
+    s, _ = await d.call("POST", "/v1/events", json_body={
         "type": "warning.issued", "level": "red", "id": "r-urgent", "audience": {"units": ["township_xiacun"]}})
     assert s == 202
     await receiver.wait_for(
