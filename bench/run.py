@@ -6,6 +6,10 @@ Three processes besides this one, all on 127.0.0.1: the webhook receiver (`bench
 the gateway daemon (`python -m gateway run`, one per case, fresh SQLite file, durable
 `synchronous=FULL`) and the bare loop (`bench.bare`). Gateway and bare runs alternate
 (G,B then B,G ...); every figure is the median over the repeats. See bench/README.md.
+
+The `pg1`/`pg2`/`pg3` cases run 1, 2 or 3 daemons on one fresh PostgreSQL database (created
+and dropped by `bench.cluster`), the event POSTed to the first; CPU is summed over all daemons,
+and the run's CPU is split into daemons / PostgreSQL / receiver / harness / rest of the machine.
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import yaml
 
+from bench.cluster import (
+    ADMIN_URL,
+    NoPostgres,
+    PgWatch,
+    delivered_count,
+    machine_busy,
+    server_info,
+    throwaway_database,
+)
 from bench.procstat import cpu_seconds, machine, memory
 from channels.signing import generate_secret
 from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon
@@ -57,6 +71,8 @@ class Case:
     fail_rate: float = 0.0
     warmup: bool = True  # one uncounted run of each side first
     dispatch: dict[str, Any] = field(default_factory=dict)  # extra dispatch.* config
+    store: str = "sqlite"  # "sqlite": a fresh file per case; "postgres": a fresh database per case
+    instances: int = 1  # daemons sharing the store (PostgreSQL only), each with dispatch.concurrency 50
 
     @property
     def deliveries(self) -> int:
@@ -71,7 +87,14 @@ CASES: dict[str, Case] = {c.name: c for c in (
     Case("fail503", "40 units, 20% 503s (default backoff)", 1, (5, 3), 120, fail_rate=0.2),
     Case("fail503fast", "40 units, 20% 503s (backoff_initial 0.2 s)", 1, (5, 3), 120, fail_rate=0.2,
          dispatch={"backoff_initial": 0.2, "backoff_max": 2.0}),
+    # scale-out (issue 5, issue 9 item 6): one fresh PostgreSQL database per case, N daemons on it
+    *(Case(f"pg{n}", f"20,000 deliveries, PostgreSQL, {n} instance{'s' if n > 1 else ''}", 500, (3, 1), 420,
+           warmup=False, store="postgres", instances=n) for n in (1, 2, 3)),
+    *(Case(f"pg{n}_2k", f"2,000 deliveries, PostgreSQL, {n} instance{'s' if n > 1 else ''}", 50, (5, 3), 180,
+           store="postgres", instances=n) for n in (1, 2, 3)),
 )}
+# `make bench` / no --cases: everything but the 2,000-delivery PostgreSQL variants
+DEFAULT_CASES = [name for name in CASES if not name.endswith("_2k")]
 OPTIONAL = ("apprise", "alertmanager")
 
 
@@ -230,10 +253,11 @@ class Bench:
             return body
 
     # ---- daemon
-    def daemon_for(self, case: Case) -> Daemon:
+    def daemon_for(self, case: Case, store_url: str | None = None, index: int = 0) -> Daemon:
         urls = [{"url": f"{self.receiver_url}/hook/{{unit_id}}/{i}"} for i in range(case.endpoints)]
         config: dict[str, Any] = {
             "log_format": "json",
+            **({"store": {"url": store_url}} if store_url else {}),
             "roster": {"extra_contacts": {"*": urls}},
             "channels": {"webhook": {"enabled": True, "per_endpoint": CONCURRENCY},
                          "twilio": {"enabled": False}},
@@ -246,8 +270,15 @@ class Bench:
             for part in path:
                 node = node.setdefault(part, {})
             node[last] = value
-        return Daemon(self.workdir / case.name, config, ALL_ROLES_POLICY,
-                      env={"GATEWAY_WEBHOOK_SECRET": self.secret})
+        root = self.workdir / case.name if case.instances == 1 else self.workdir / case.name / f"gw{index}"
+        return Daemon(root, config, ALL_ROLES_POLICY, env={"GATEWAY_WEBHOOK_SECRET": self.secret})
+
+    async def delivered_counts(self, daemons: list[Daemon]) -> list[float]:
+        """Each daemon's gateway_deliveries_total{channel="webhook", outcome="delivered"}."""
+        async def one(d: Daemon) -> float:
+            async with self.http.get(f"{d.url}/metrics") as r:
+                return delivered_count(await r.text())
+        return list(await asyncio.gather(*(one(d) for d in daemons)))
 
     async def post_event(self, d: Daemon, event_id: str) -> dict[str, Any]:
         async with self.http.post(f"{d.url}/v1/events", headers={"Authorization": f"Bearer {WRITER}"},
@@ -272,12 +303,21 @@ class Bench:
             await asyncio.sleep(0.01)
 
     # ---- one run each
-    async def gateway_run(self, d: Daemon, case: Case, seed: int, timeout: float) -> dict[str, Any]:
-        assert d.proc is not None
+    async def gateway_run(self, daemons: list[Daemon], case: Case, seed: int, timeout: float,
+                          watch: PgWatch | None = None) -> dict[str, Any]:
+        """One fan-out POSTed to the first daemon; CPU summed over every daemon (and split by process)."""
+        d = daemons[0]
+        pids = [x.proc.pid for x in daemons if x.proc is not None]
+        assert len(pids) == len(daemons) and self.receiver is not None
         self.runs += 1
         event_id = f"bench-{case.name}-{self.runs}"
         await self.rx("reset", fail_rate=case.fail_rate, seed=seed)
-        cpu0 = cpu_seconds(d.proc.pid)
+        counts0 = await self.delivered_counts(daemons)
+        pg0 = await watch.cpu_snapshot() if watch is not None else {}
+        if watch is not None:
+            watch.start_sampling()
+        cpu0 = [cpu_seconds(pid) for pid in pids]
+        rx0, harness0, busy0 = cpu_seconds(self.receiver.pid), time.process_time(), machine_busy()
         t0 = time.monotonic()
         answer = await self.post_event(d, event_id)
         t_202 = time.monotonic()
@@ -287,18 +327,40 @@ class Bench:
         if not waited["ok"]:
             raise BenchError(f"gateway: only {waited['delivered']}/{case.deliveries} arrived within {timeout:g}s")
         t_rec = await self.recorded(d, event_id, case.deliveries, time.monotonic() + 30)
-        cpu = cpu_seconds(d.proc.pid) - cpu0
+        cpus = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+        rx_cpu, harness_cpu = cpu_seconds(self.receiver.pid) - rx0, time.process_time() - harness0
+        busy = machine_busy() - busy0
+        window = time.monotonic() - t0
+        activity = await watch.stop_sampling() if watch is not None else None
+        pg_cpu = await watch.cpu_since(pg0) if watch is not None else 0.0
+        counts = [b - a for a, b in zip(counts0, await self.delivered_counts(daemons), strict=True)]
         s = await self.rx("summary")
+        cpu = sum(cpus)
+        per_1000 = 1000 / case.deliveries
         out = run_stats(s["arrivals"], t0, case.deliveries)
         out.update(
             intake_ms=(t_202 - t0) * 1000,
             recorded_ms=(t_rec - t0) * 1000,
             from_202_p50_ms=percentile([(a - t_202) * 1000 for a in s["arrivals"]], 50),
             from_202_first_ms=(min(s["arrivals"]) - t_202) * 1000 if s["arrivals"] else None,
-            cpu_s=cpu, cpu_per_1000=cpu / case.deliveries * 1000,
+            cpu_s=cpu, cpu_per_1000=cpu * per_1000,
+            # where the machine's CPU went over POST -> all recorded (seconds per 1,000 deliveries)
+            pg_cpu_per_1000=pg_cpu * per_1000, receiver_cpu_per_1000=rx_cpu * per_1000,
+            harness_cpu_per_1000=harness_cpu * per_1000, machine_cpu_per_1000=busy * per_1000,
+            other_cpu_per_1000=max(0.0, busy - cpu - pg_cpu - rx_cpu - harness_cpu) * per_1000,
+            machine_busy_pct=100 * busy / (window * (os.cpu_count() or 1)),
+            metric_delivered=sum(counts),
             received=s["received"], dup_2xx=s["dup_2xx"], bad_signatures=s["bad_signatures"],
             statuses=s["statuses"], event_id=event_id,
         )
+        if len(daemons) > 1:
+            total = sum(counts) or 1.0
+            for i, (c, n) in enumerate(zip(cpus, counts, strict=True)):
+                out[f"cpu_s_{i}"] = c
+                out[f"share_pct_{i}"] = 100 * n / total
+        if activity is not None:
+            out.update({f"pg_{k}": v for k, v in activity.items() if k.startswith("mean_")},
+                       pg_top_waits=activity["top_waits"], pg_activity_samples=activity["samples"])
         return out
 
     async def bare_run(self, name: str, case: Case, seed: int, timeout: float) -> dict[str, Any]:
@@ -331,15 +393,32 @@ class Bench:
     async def run_case(self, case: Case, repeats: int) -> dict[str, Any]:
         result: dict[str, Any] = {"title": case.title, "deliveries": case.deliveries, "repeats": repeats,
                                   "fail_rate": case.fail_rate, "dispatch": case.dispatch,
+                                  "store": case.store, "instances": case.instances,
                                   "gateway_runs": [], "bare_runs": []}
-        d = self.daemon_for(case)
+        if case.store != "postgres":
+            return await self._run_case(case, repeats, result, None, None)
+        try:
+            # the database is dropped after the daemons have stopped (they stop in _run_case)
+            async with throwaway_database() as url, PgWatch(url) as watch:
+                result["database"] = url.rsplit("/", 1)[1]
+                return await self._run_case(case, repeats, result, url, watch)
+        except NoPostgres as exc:
+            result["skipped"] = str(exc)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            result["error"] = f"PostgreSQL: {type(exc).__name__}: {exc}"
+        return self._summarise(result)
+
+    async def _run_case(self, case: Case, repeats: int, result: dict[str, Any], store_url: str | None,
+                        watch: PgWatch | None) -> dict[str, Any]:
+        daemons = [self.daemon_for(case, store_url, i) for i in range(case.instances)]
+        d = daemons[0]
         result["loadavg_at_start"] = os.getloadavg()
         started = time.monotonic()
         try:
             async with asyncio.timeout(case.timeout):
-                await d.start()
-                assert d.proc is not None
-                result["daemon_rss_idle_mb"] = memory(d.proc.pid).rss_mb
+                # started together: on an empty database they race to migrate; an advisory lock settles it
+                await asyncio.gather(*(x.start() for x in daemons))
+                result["daemon_rss_idle_mb"] = max(memory(pid).rss_mb for pid in _pids(daemons))
 
                 def left() -> float:
                     return max(1.0, case.timeout - (time.monotonic() - started))
@@ -347,7 +426,7 @@ class Bench:
                 loaded = False
                 if case.warmup:
                     # not counted: connection pools, SQLite pages, and the bodies for the bare loop
-                    warm = await self.gateway_run(d, case, seed=10_000, timeout=left())
+                    warm = await self.gateway_run(daemons, case, seed=10_000, timeout=left(), watch=watch)
                     result["warmup_gateway"] = {k: warm[k] for k in ("wall_ms", "rate", "delivered")}
                     result["body_bytes"] = await self.load_bare(case)
                     loaded = True
@@ -357,35 +436,49 @@ class Bench:
                     order = ("gateway", "bare") if r % 2 == 0 else ("bare", "gateway")
                     for who in order:
                         if who == "gateway":
-                            result["gateway_runs"].append(await self.gateway_run(d, case, seed=r, timeout=left()))
+                            result["gateway_runs"].append(
+                                await self.gateway_run(daemons, case, seed=r, timeout=left(), watch=watch))
                             if not loaded:
                                 result["body_bytes"] = await self.load_bare(case)
                                 loaded = True
                         else:
                             result["bare_runs"].append(await self.bare_run(case.name, case, seed=r, timeout=left()))
-                mem = memory(d.proc.pid)
-                result["daemon_peak_rss_mb"] = mem.peak_rss_mb
-                result["daemon_rss_mb"] = mem.rss_mb
+                mems = [memory(pid) for pid in _pids(daemons)]
+                result["daemons_peak_rss_mb"] = [m.peak_rss_mb for m in mems]
+                result["daemon_peak_rss_mb"] = max(m.peak_rss_mb for m in mems)
+                result["daemon_rss_mb"] = max(m.rss_mb for m in mems)
                 if self.args.profile and case.name in self.args.profile_cases:
                     result["profile"] = await self.profile_run(d, case, left())
         except TimeoutError:
             result["error"] = f"hard timeout: case exceeded {case.timeout:g}s"
-        except (BenchError, OSError, aiohttp.ClientError) as exc:
+        except (BenchError, OSError, RuntimeError, aiohttp.ClientError) as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
-            if d.proc is not None and d.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    result.setdefault("daemon_peak_rss_mb", memory(d.proc.pid).peak_rss_mb)
-            try:
-                await d.stop(timeout=15)
-            except TimeoutError:
-                result.setdefault("problems", []).append("daemon did not stop on SIGTERM within 15 s (killed)")
-            result["daemon_log"] = log_digest(d)
+            live = [x for x in daemons if x.proc is not None and x.proc.poll() is None]
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                peaks = [memory(pid).peak_rss_mb for pid in _pids(live)]
+                result.setdefault("daemons_peak_rss_mb", peaks)
+                result.setdefault("daemon_peak_rss_mb", max(peaks, default=None))
+            for x in daemons:
+                try:
+                    await x.stop(timeout=15)
+                except TimeoutError:
+                    result.setdefault("problems", []).append(
+                        f"daemon {x.root.name} did not stop on SIGTERM within 15 s (killed)")
+            exited = [f"{x.root.name}: exit {x.proc.returncode}" for x in daemons
+                      if x.proc is not None and x.proc.returncode not in (0, -signal.SIGTERM)]
+            if exited:
+                result.setdefault("problems", []).append(f"daemon exit status {exited}")
+            result["daemon_log"] = log_digest(daemons)
             if "error" in result:
-                result["daemon_log_tail"] = d.tail(20)
+                result["daemon_log_tail"] = "\n".join(x.tail(20) for x in daemons)
         if self.bare is not None:
             result["bare_peak_rss_mb"] = memory(self.bare.child.pid).peak_rss_mb
         result["seconds"] = round(time.monotonic() - started, 1)
+        return self._summarise(result)
+
+    @staticmethod
+    def _summarise(result: dict[str, Any]) -> dict[str, Any]:
         for side in ("gateway", "bare"):
             runs = result[f"{side}_runs"]
             keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, int | float)})
@@ -410,7 +503,7 @@ class Bench:
             stderr=asyncio.subprocess.STDOUT)
         await asyncio.sleep(1.0)  # let it attach
         try:
-            run = await self.gateway_run(d, case, seed=20_000, timeout=timeout)
+            run = await self.gateway_run([d], case, seed=20_000, timeout=timeout)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGINT)
@@ -450,15 +543,20 @@ def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
     }
 
 
-def log_digest(d: Daemon) -> dict[str, Any]:
-    """Warnings and errors the daemon logged during the case, by event name."""
+def _pids(daemons: list[Daemon]) -> list[int]:
+    return [x.proc.pid for x in daemons if x.proc is not None]
+
+
+def log_digest(daemons: list[Daemon]) -> dict[str, Any]:
+    """Warnings and errors the daemons logged during the case, by event name (all instances)."""
     levels: Counter[str] = Counter()
     notable: Counter[str] = Counter()
-    for e in d.log_events():
-        level = str(e.get("level", ""))
-        levels[level] += 1
-        if level in ("warning", "error", "critical", "exception"):
-            notable[f"{level}:{e.get('event')}"] += 1
+    for d in daemons:
+        for e in d.log_events():
+            level = str(e.get("level", ""))
+            levels[level] += 1
+            if level in ("warning", "error", "critical", "exception"):
+                notable[f"{level}:{e.get('event')}"] += 1
     return {"lines_by_level": dict(levels), "warnings_and_errors": dict(notable.most_common(20))}
 
 
@@ -513,6 +611,9 @@ def table(report: dict[str, Any]) -> str:
         title = f"{res['title']} (n={res['gateway'].get('runs', 0)}/{res['bare'].get('runs', 0)})"
         if "error" in res:
             rows.append((title, "ERROR", res["error"][:80], "", "", ""))
+        if "skipped" in res:
+            rows.append((title, "skipped", res["skipped"][:80], "", "", ""))
+            continue
         if name == "latency":
             add(title, "POST → last arrival, ms", g.get("wall_ms"), b.get("wall_ms"),
                 ratio(g.get("wall_ms"), b.get("wall_ms")), "≤ 2×")
@@ -521,7 +622,7 @@ def table(report: dict[str, Any]) -> str:
             add("", "POST → 202 (durable commit), ms", g.get("intake_ms"), None)
             add("", "202 → first arrival, ms", g.get("from_202_first_ms"), None)
             add("", "202 → delivery p50, ms", g.get("from_202_p50_ms"), None)
-        elif name.startswith("tp"):
+        elif name.startswith(("tp", "pg")):
             add(title, "deliveries/s", g.get("rate"), b.get("rate"), ratio(g.get("rate"), b.get("rate")), "≥ 0.8×")
             add("", "POST → last arrival, s", _s(g.get("wall_ms")), _s(b.get("wall_ms")), None, "", 2)
             add("", "POST → all recorded delivered, s", _s(g.get("recorded_ms")), None, None, "", 2)
@@ -530,7 +631,20 @@ def table(report: dict[str, Any]) -> str:
                          f"{fmt(_s(b.get('p50_ms')), 2)} / {fmt(_s(b.get('p99_ms')), 2)}", "", ""))
             add("", "CPU-s per 1,000 deliveries", g.get("cpu_per_1000"), b.get("cpu_per_1000"),
                 ratio(g.get("cpu_per_1000"), b.get("cpu_per_1000")), "≤ 0.3", 3)
-            add("", "peak RSS, MiB", res.get("daemon_peak_rss_mb"), res.get("bare_peak_rss_mb"))
+            add("", "peak RSS, MiB" + (" (largest daemon)" if res.get("instances", 1) > 1 else ""),
+                res.get("daemon_peak_rss_mb"), res.get("bare_peak_rss_mb"))
+            rows.append(("", "CPU-s per 1,000, machine: daemons + PostgreSQL + receiver + harness + other",
+                         _breakdown(g), "", "", ""))
+            add("", "machine CPU busy, % of all cores", g.get("machine_busy_pct"), None)
+            if res.get("store") == "postgres":
+                rows.append(("", "duplicates (same id 2xx twice), all runs", str(g.get("dup_2xx_total", "–")),
+                             str(b.get("dup_2xx_total", "–")), "", "0"))
+                rows.append(("", "PostgreSQL backends, mean busy / idle-in-tx / idle; top wait",
+                             _activity(res), "", "", ""))
+                if res.get("instances", 1) > 1:
+                    rows.append(("", "per-instance share of deliveries, %", _shares(res), "", "", ""))
+                    rows.append(("", "peak RSS per daemon, MiB",
+                                 " / ".join(fmt(v) for v in res.get("daemons_peak_rss_mb", [])), "", "", ""))
         elif name.startswith("fail503"):
             gd = f"{g.get('all_delivered_runs', 0)}/{g.get('runs', 0)} runs 100%"
             bd = f"{fmt(_pct(b.get('delivered'), res['deliveries']))}% delivered (no retries)"
@@ -547,6 +661,59 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _breakdown(g: dict[str, Any]) -> str:
+    keys = ("cpu_per_1000", "pg_cpu_per_1000", "receiver_cpu_per_1000", "harness_cpu_per_1000",
+            "other_cpu_per_1000")
+    parts = " + ".join(fmt(g.get(k), 2) for k in keys)
+    return f"{parts} = {fmt(g.get('machine_cpu_per_1000'), 2)}"
+
+
+def _shares(res: dict[str, Any]) -> str:
+    g = res.get("gateway", {})
+    return " / ".join(fmt(g.get(f"share_pct_{i}"), 0) for i in range(res.get("instances", 1)))
+
+
+def _activity(res: dict[str, Any]) -> str:
+    g = res.get("gateway", {})
+    runs = res.get("gateway_runs", [])
+    waits: Counter[str] = Counter()
+    for r in runs:
+        for w, v in r.get("pg_top_waits", []):
+            waits[w] += v / max(1, len(runs))
+    top = ", ".join(f"{w} {v:.2f}" for w, v in waits.most_common(2)) or "none"
+    return (f"{fmt(g.get('pg_mean_busy'), 2)} / {fmt(g.get('pg_mean_idle_in_tx'), 2)} / "
+            f"{fmt(g.get('pg_mean_idle'), 2)}; {top}")
+
+
+def scaleout_table(report: dict[str, Any]) -> str:
+    """SQLite vs PostgreSQL with 1, 2, 3 instances side by side (issue 5; issue 9 item 6)."""
+    head = ("case", "store × instances", "gateway deliveries/s", "bare loop /s (same case)", "gateway/bare",
+            "daemon CPU-s per 1,000 (sum)", "PostgreSQL CPU-s per 1,000", "machine CPU busy, %",
+            "peak RSS per daemon, MiB", "duplicates", "share per instance, %")
+    rows = []
+    for name, res in report["cases"].items():
+        if not (name.startswith("tp") or name.startswith("pg")) or "skipped" in res:
+            continue
+        g, b = res.get("gateway", {}), res.get("bare", {})
+        store = "SQLite" if res.get("store", "sqlite") == "sqlite" else "PostgreSQL"
+        rows.append((
+            f"{name} ({res['deliveries']:,}, n={g.get('runs', 0)}/{b.get('runs', 0)})"
+            + (" ERROR" if "error" in res else ""),
+            f"{store} × {res.get('instances', 1)}", fmt(g.get("rate")), fmt(b.get("rate")),
+            fmt(ratio(g.get("rate"), b.get("rate")), 2), fmt(g.get("cpu_per_1000"), 3),
+            fmt(g.get("pg_cpu_per_1000"), 3) if store == "PostgreSQL" else "–",
+            fmt(g.get("machine_busy_pct"), 0),
+            " / ".join(fmt(v) for v in res.get("daemons_peak_rss_mb", [res.get("daemon_peak_rss_mb")])),
+            str(g.get("dup_2xx_total", "–")),
+            _shares(res) if res.get("instances", 1) > 1 else "100",
+        ))
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def _s(ms: float | None) -> float | None:
     return ms / 1000 if ms is not None else None
 
@@ -557,8 +724,11 @@ def _pct(n: float | None, of: int) -> float | None:
 
 def header(report: dict[str, Any]) -> str:
     m = report["machine"]
+    pg = report.get("postgresql")
+    pg_text = (f", PostgreSQL {pg.get('version', '?')} (synchronous_commit {pg.get('synchronous_commit', '?')})"
+               if pg else "")
     return (f"{report['date']} · {m['nproc']} CPU ({m['cpu_model']}), {m['mem_gb']} GB · "
-            f"Python {m['python']}, aiohttp {m['aiohttp']}, SQLite {m['sqlite']} · "
+            f"Python {m['python']}, aiohttp {m['aiohttp']}, SQLite {m['sqlite']}{pg_text} · "
             f"git {report['git']['commit']}{' (dirty)' if report['git']['dirty'] else ''}\n"
             f"`{report['command']}` · medians over the repeats · concurrency {report['concurrency']}"
             + (f" · config overrides {report['config_overrides']}" if report["config_overrides"] else "")
@@ -577,6 +747,9 @@ def problems(report: dict[str, Any]) -> Iterator[str]:
             notable.pop("warning:delivery_attempt_failed", None)  # the injected 503s: expected
         if notable:
             yield f"{name}: daemon logged {notable}"
+        dups = res.get("gateway", {}).get("dup_2xx_total", 0)
+        if dups:
+            yield f"{name}: {dups} duplicate deliveries at the receiver (no daemon crashed: should be 0)"
         for side in ("gateway", "bare"):
             bad = sum(r.get("bad_signatures", 0) for r in res.get(f"{side}_runs", []))
             if bad:
@@ -590,6 +763,8 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     note_overrides(report, args)
     report["cases"] = {}
     report["optional"] = optional_comparisons()
+    if any(CASES[name].store == "postgres" for name in args.cases):
+        report["postgresql"] = {"admin_url": ADMIN_URL, **await server_info()}
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     try:
         async with Bench(args, workdir) as bench:
@@ -622,8 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (whole run about 2 minutes)")
-    parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=list(CASES),
-                        help="cases to run (default: all)")
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=DEFAULT_CASES,
+                        help="cases to run (default: all but the pg*_2k variants)")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats of every case")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--profile", action="store_true",
@@ -644,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.monotonic() - started, 1)
     report["loadavg_at_end"] = os.getloadavg()
     report["table"] = table(report)
+    report["scaleout_table"] = scaleout_table(report)
     found = list(problems(report))
     report["problems"] = found
     text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
@@ -652,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     print(header(report))
     print()
     print(report["table"])
+    if report["scaleout_table"]:
+        print("\nSQLite vs PostgreSQL × instances (each row's bare loop ran in the same case):\n")
+        print(report["scaleout_table"])
     if found:
         print("\nproblems:\n" + "\n".join(f"- {p}" for p in found))
     for name, res in report["cases"].items():

@@ -71,6 +71,7 @@ class DispatchCfg(BaseModel):
     backoff_initial: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
     grace_seconds: float = Field(default=10.0, ge=0)
+    reminder_check_seconds: float = Field(default=30.0, gt=0)  # how often due reminders are looked for
 
 
 class WebhookCfg(BaseModel):

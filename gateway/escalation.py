@@ -139,10 +139,16 @@ def _epoch(rfc3339: str) -> float:
 
 
 async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
-    """Run escalation steps as they fall due."""
+    """Run escalation steps and reminders as they fall due."""
+    from gateway.reminders import remind_once
+
+    last_reminders = 0.0
     while True:
         try:
             await escalate_once(gw)
+            if time.monotonic() - last_reminders >= gw.config.dispatch.reminder_check_seconds:
+                last_reminders = time.monotonic()
+                await remind_once(gw)
             expired = await gw.store.expire_public(now=time.time())
             for pm in expired:
                 gw.metrics.public_messages.labels("expired").inc()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contacts.resolver import Audience
 from gateway.durations import parse_duration
@@ -71,6 +71,35 @@ class EscalationStepSpec(BaseModel):
         return v
 
 
+class ReminderSpec(BaseModel):
+    """A periodic message while a chain is active: a report request every day at a Beijing time
+    (`daily_at: "12:00"`), or every N (`every: 4h`); `action: rebroadcast_public` re-sends the
+    chain's approved public messages instead. All stop when the chain is lifted."""
+
+    model_config = _Strict
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    when: When = When()
+    action: str = "report_request"
+    every: str | None = None
+    daily_at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    headline: str = "请于今日14时前报送重污染天气应急措施落实情况"
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, v: str) -> str:
+        if v not in ("report_request", "rebroadcast_public"):
+            raise ValueError("action must be report_request or rebroadcast_public")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule(self) -> ReminderSpec:
+        if (self.every is None) == (self.daily_at is None):
+            raise ValueError("give exactly one of every / daily_at")
+        if self.every is not None and parse_duration(self.every).total_seconds() < 5:
+            raise ValueError("every must be at least 5s")
+        return self
+
+
 class Rule(BaseModel):
     model_config = _Strict
     name: str
@@ -108,6 +137,7 @@ class PolicyModel(BaseModel):
     public_approvers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     public_targets: AudienceSpec = AudienceSpec(roles=("carrier", "media"))
     public_draft_validity: str = "2h"  # an unapproved draft expires after this
+    reminders: tuple[ReminderSpec, ...] = ()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 

@@ -197,3 +197,37 @@ async def test_audit_chain_detects_an_edited_record(receiver: Receiver, daemon_f
     bad = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", "--config", cfg],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "record 2" in bad.stderr
+
+
+async def test_reminders_while_active_and_none_after_the_lift(
+    receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    hooks = {u: [{"url": receiver.url(f"/public/{u}")}] for u in ("county_media_centre", "china_mobile_zezhou")}
+    cfg = webhook_config(receiver, dispatch={"reminder_check_seconds": 0.3})
+    cfg["roster"]["extra_contacts"].update(hooks)
+    policy = {**ALL_ROLES_POLICY, "reminders": [
+        {"name": "report", "when": {"types": ["warning.issued"]}, "every": "6s", "headline": "请报送落实情况"},
+        {"name": "rebroadcast", "when": {"levels": ["orange"]}, "action": "rebroadcast_public", "every": "6s"},
+    ]}
+    d = await daemon_factory(cfg, policy)
+    await d.call("POST", "/v1/events", json_body={"type": "warning.issued", "level": "orange", "id": "rem-o"})
+    s, pm = await d.call("POST", "/v1/public-messages", token="media",
+                         json_body={"event_id": "rem-o", "text": "公众提示", "units": ["china_mobile_zezhou"]})
+    s, _ = await d.call("POST", f"/v1/public-messages/{pm['id']}/approve", token="leader")
+    assert s == 200
+
+    def public_count(r: Receiver) -> int:
+        return sum(1 for x in r.received if x.json and "public_message" in x.json)
+
+    # 2 platforms of China Mobile (its /hook/ and /public/ endpoints): once on approval, again per round
+    await receiver.wait_for(lambda r: public_count(r) >= 4, timeout=30)
+    _, listing = await d.call("GET", "/v1/events?limit=50", token="reader")
+    reminders = [e for e in listing["events"] if e["source"] == "reminder"]
+    assert len(reminders) == 1 and reminders[0]["type"] == "report.requested"
+    assert reminders[0]["headline"] == "请报送落实情况"
+    s, _ = await d.call("POST", "/v1/events", json_body={"type": "warning.lifted", "supersedes": "rem-o"})
+    assert s == 202
+    before = (public_count(receiver), len(reminders))
+    await asyncio.sleep(7.0)  # past the next round
+    _, listing = await d.call("GET", "/v1/events?limit=50", token="reader")
+    assert (public_count(receiver), sum(1 for e in listing["events"] if e["source"] == "reminder")) == before

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +19,9 @@ from gateway.logs import get as get_logger
 from gateway.planner import endpoint_key, new_delivery_id
 from gateway.store.base import PlannedDelivery, UnknownEvent
 from gateway.store.common import ts
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
 
 routes = web.RouteTableDef()
 log = get_logger("gateway.public")
@@ -113,7 +116,7 @@ async def approve(request: web.Request) -> web.Response:
     if not await g.store.decide_public(pm["id"], to_state="approved", by=principal.name, reason=None,
                                        at=time.time(), dispatch_event_id=pm["event_id"]):
         raise ApiError(409, "already_decided", "the public message was decided meanwhile")
-    added = await g.store.add_deliveries(pm["event_id"], _deliveries(request, pm, ev), now=time.time())
+    added = await g.store.add_deliveries(pm["event_id"], public_deliveries(g, pm, ev), now=time.time())
     g.dispatcher.wake()
     g.metrics.public_messages.labels("approved").inc()
     await g.audit(principal.name, "public_message_approved", pm["id"], {"deliveries": len(added)})
@@ -121,8 +124,9 @@ async def approve(request: web.Request) -> web.Response:
     return await _answer(request, pm["id"])
 
 
-def _deliveries(request: web.Request, pm: dict[str, Any], ev: dict[str, Any]) -> list[PlannedDelivery]:
-    g = gw(request)
+def public_deliveries(g: Gateway, pm: dict[str, Any], ev: dict[str, Any], round_: int = 0) -> list[PlannedDelivery]:
+    """Webhook deliveries of an approved public message to its units' platforms; `round_` > 0
+    is a periodic re-broadcast (its own cause ids, so each round goes out once)."""
     payload = json.dumps({"public_message": {"id": pm["id"], "event_id": pm["event_id"], "text": pm["text"],
                                              "level": ev["level"], "approved_by": "hq"}}, ensure_ascii=False)
     out = []
@@ -138,7 +142,7 @@ def _deliveries(request: web.Request, pm: dict[str, Any], ev: dict[str, Any]) ->
                 endpoint_key=endpoint_key("webhook", c.address), text=pm["text"], payload=payload,
                 max_attempts=g.runtime.policy.max_attempts("webhook"), priority=0,
                 deadline=time.time() + g.runtime.policy.horizon.total_seconds(),
-                cause_id=f"{pm['id']}:{uid}:{c.address}",
+                cause_id=f"{pm['id']}:{uid}:{c.address}" + (f":r{round_}" if round_ else ""),
             ))
     return out
 
