@@ -82,6 +82,41 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
+def all_processes_cpu() -> dict[int, tuple[str, float]]:
+    """{pid: (command name, utime + stime seconds)} of every process on the machine (like one `top` frame)."""
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                raw = f.read()
+        except OSError:  # exited meanwhile
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()
+        out[int(entry.name)] = (comm, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return out
+
+
+def cpu_by_command(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                   exclude: set[int]) -> list[tuple[str, float]]:
+    """CPU-seconds between two `all_processes_cpu()` frames by command name, most first, leaving out `exclude`.
+
+    A process born in between counts in full; one that exited in between is lost (short-lived
+    helpers only: every long-lived process of a run is there at both ends).
+    """
+    by: dict[str, float] = {}
+    for pid, (comm, cpu) in after.items():
+        if pid in exclude:
+            continue
+        prev = before.get(pid)
+        delta = cpu - prev[1] if prev is not None and prev[0] == comm else cpu
+        if delta > 0:
+            by[comm] = by.get(comm, 0.0) + delta
+    return sorted(by.items(), key=lambda kv: -kv[1])
+
+
 def delivered_count(metrics_text: str, channel: str = "webhook") -> float:
     """`gateway_deliveries_total{channel=..., outcome="delivered"}` in a Prometheus exposition."""
     for line in metrics_text.splitlines():

@@ -45,6 +45,8 @@ from bench.cluster import (
     ADMIN_URL,
     NoPostgres,
     PgWatch,
+    all_processes_cpu,
+    cpu_by_command,
     delivered_count,
     machine_busy,
     server_info,
@@ -316,6 +318,7 @@ class Bench:
         pg0 = await watch.cpu_snapshot() if watch is not None else {}
         if watch is not None:
             watch.start_sampling()
+        procs0 = all_processes_cpu()
         cpu0 = [cpu_seconds(pid) for pid in pids]
         rx0, harness0, busy0 = cpu_seconds(self.receiver.pid), time.process_time(), machine_busy()
         t0 = time.monotonic()
@@ -330,9 +333,13 @@ class Bench:
         cpus = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
         rx_cpu, harness_cpu = cpu_seconds(self.receiver.pid) - rx0, time.process_time() - harness0
         busy = machine_busy() - busy0
+        procs1 = all_processes_cpu()
         window = time.monotonic() - t0
         activity = await watch.stop_sampling() if watch is not None else None
         pg_cpu = await watch.cpu_since(pg0) if watch is not None else 0.0
+        known = {*pids, self.receiver.pid, os.getpid(), *(await watch.pids() if watch is not None else ())}
+        # everything else that ran meanwhile (other test suites, other databases' backends, ...)
+        others = cpu_by_command(procs0, procs1, known)
         counts = [b - a for a, b in zip(counts0, await self.delivered_counts(daemons), strict=True)]
         s = await self.rx("summary")
         cpu = sum(cpus)
@@ -350,6 +357,7 @@ class Bench:
             other_cpu_per_1000=max(0.0, busy - cpu - pg_cpu - rx_cpu - harness_cpu) * per_1000,
             machine_busy_pct=100 * busy / (window * (os.cpu_count() or 1)),
             metric_delivered=sum(counts),
+            other_top=[(comm, round(c * per_1000, 3)) for comm, c in others[:4]],
             received=s["received"], dup_2xx=s["dup_2xx"], bad_signatures=s["bad_signatures"],
             statuses=s["statuses"], event_id=event_id,
         )
@@ -636,6 +644,7 @@ def table(report: dict[str, Any]) -> str:
             rows.append(("", "CPU-s per 1,000, machine: daemons + PostgreSQL + receiver + harness + other",
                          _breakdown(g), "", "", ""))
             add("", "machine CPU busy, % of all cores", g.get("machine_busy_pct"), None)
+            rows.append(("", "\"other\" CPU-s per 1,000, top commands", _other_top(res), "", "", ""))
             if res.get("store") == "postgres":
                 rows.append(("", "duplicates (same id 2xx twice), all runs", str(g.get("dup_2xx_total", "–")),
                              str(b.get("dup_2xx_total", "–")), "", "0"))
@@ -666,6 +675,17 @@ def _breakdown(g: dict[str, Any]) -> str:
             "other_cpu_per_1000")
     parts = " + ".join(fmt(g.get(k), 2) for k in keys)
     return f"{parts} = {fmt(g.get('machine_cpu_per_1000'), 2)}"
+
+
+def _other_top(res: dict[str, Any]) -> str:
+    """The processes outside the bench that used CPU during the gateway runs (mean over runs)."""
+    runs = res.get("gateway_runs", [])
+    by: dict[str, float] = {}
+    for r in runs:
+        for comm, v in r.get("other_top", []):
+            by[comm] = by.get(comm, 0.0) + v / len(runs)
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{comm} {v:.2f}" for comm, v in top) or "none"
 
 
 def _shares(res: dict[str, Any]) -> str:
@@ -760,6 +780,10 @@ def problems(report: dict[str, Any]) -> Iterator[str]:
 async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     report = environment(argv)
     report["loadavg_at_start"] = os.getloadavg()
+    # SIGTERM (e.g. from `timeout`) cancels the run: daemons stopped, throwaway databases dropped
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     note_overrides(report, args)
     report["cases"] = {}
     report["optional"] = optional_comparisons()
@@ -815,7 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     args.results = args.out.parent
     args.results.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    report = asyncio.run(amain(args, argv))
+    try:
+        report = asyncio.run(amain(args, argv))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("interrupted: daemons stopped, throwaway databases dropped; no report", file=sys.stderr)
+        return 130
     report["seconds"] = round(time.monotonic() - started, 1)
     report["loadavg_at_end"] = os.getloadavg()
     report["table"] = table(report)
