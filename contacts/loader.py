@@ -27,7 +27,8 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = frozenset({"roles", "groups", "units"})
 _UNIT_KEYS = frozenset({"id", "name", "aliases", "roles", "duties", "contacts"})
 _GROUP_KEYS = frozenset({"id", "name", "lead", "members", "duties"})
-_CONTACT_KEYS = frozenset({"number", "url", "label"})
+_CONTACT_KEYS = frozenset({"number", "url", "label", "format"})
+WEBHOOK_FORMATS = ("json", "cap")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -110,7 +111,14 @@ def _contact(check: _Checker, raw: object, where: str) -> Contact | None:
         if url and (parts.scheme not in ("http", "https") or not parts.netloc):
             check.errors.append(f"{where}: malformed url {url!r} (need http(s)://host/...)")
             return None
-        return Contact(kind="url", address=url, raw=url, label=label) if url else None
+        fmt = check.text(entry, "format", where, required=False) or "json"
+        if fmt not in WEBHOOK_FORMATS:
+            check.errors.append(f"{where}: format {fmt!r} must be one of {', '.join(WEBHOOK_FORMATS)}")
+            return None
+        return Contact(kind="url", address=url, raw=url, label=label, format=fmt) if url else None
+    if "format" in entry:
+        check.errors.append(f"{where}: format applies to url contacts only")
+        return None
     number = check.text(entry, "number", where)
     if not number:
         return None

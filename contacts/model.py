@@ -47,10 +47,14 @@ class Contact:
     address: str  # E.164 for phones or the URL
     raw: str = ""  # as written in the source (e.g. "2026736"), kept for audit against the plan
     label: str = ""
+    format: str = ""  # url contacts: "json" (default) or "cap" (CAP 1.2 XML for public platforms)
 
     def to_json(self) -> dict[str, str]:
-        """Plain-JSON form (kind, address, raw, label)."""
-        return {"kind": self.kind, "address": self.address, "raw": self.raw, "label": self.label}
+        """Plain-JSON form (kind, address, raw, label, and format for url contacts)."""
+        out = {"kind": self.kind, "address": self.address, "raw": self.raw, "label": self.label}
+        if self.kind == "url":
+            out["format"] = self.format or "json"
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ class Endpoint:
 
     kind: str  # "sms" | "voice" | "webhook"
     address: str  # E.164 or URL
+    format: str = "json"  # webhooks: "json" or "cap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def endpoints_for(contacts: Iterable[Contact]) -> tuple[Endpoint, ...]:
     Contacts of a kind no channel handles are skipped rather than failing the whole fan-out.
     """
     endpoints = (
-        Endpoint(kind=channel, address=contact.address)
+        Endpoint(kind=channel, address=contact.address, format=contact.format or "json")
         for contact in contacts
         for channel in _CHANNELS_BY_KIND.get(contact.kind, ())
     )

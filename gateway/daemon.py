@@ -73,7 +73,8 @@ class Gateway:
         roster = load_roster(cfg.roster.path)
         extra = {
             unit: [Contact("url", c["url"].format(base_url=self.base_url, unit_id=unit), c["url"],
-                           c.get("label", "webhook")) if "url" in c else Contact(**c) for c in contacts]
+                           c.get("label", "webhook"), c.get("format", "json")) if "url" in c else Contact(**c)
+                   for c in contacts]
             for unit, contacts in cfg.roster.extra_contacts.items()
         }
         if "*" in extra:
@@ -81,8 +82,12 @@ class Gateway:
             extra.pop("*")
             for uid in roster.units:
                 extra.setdefault(uid, []).extend(
-                    Contact("url", c["url"].format(base_url=self.base_url, unit_id=uid), c["url"], "webhook")
+                    Contact("url", c["url"].format(base_url=self.base_url, unit_id=uid), c["url"], "webhook",
+                            c.get("format", "json"))
                     for c in per_unit)
+        bad = {c.format for cs in extra.values() for c in cs} - {"", "json", "cap"}
+        if bad:
+            raise ValueError(f"roster.extra_contacts: unknown webhook format(s) {sorted(bad)}: use json or cap")
         if extra:
             roster = roster.with_extra_contacts(extra)
         policy = load_policy(cfg.policy.path)

@@ -3,7 +3,10 @@ the event with all its deliveries in one transaction, then wake the dispatcher."
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from contacts.resolver import UnknownAudience
@@ -30,8 +33,9 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
     rt = gw.runtime
     event_id = event.id or new_event_id()
     accepted = utcnow()
+    cap = await _cap_renderer(gw, event, event_id, accepted)
     try:
-        plan = await rt.planner.plan(event, event_id, accepted)
+        plan = await rt.planner.plan(event, event_id, accepted, cap=cap)
     except UnknownAudience as exc:
         raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
     except RenderError as exc:
@@ -69,3 +73,16 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
              status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),
              source=source, principal=principal)
     return 202, answer
+
+
+async def _cap_renderer(gw: Gateway, event: Event, event_id: str, accepted: datetime) -> Callable[[], str]:
+    """The event as CAP 1.2, for webhook endpoints with `format: cap` (public platforms)."""
+    from gateway.cap_out import render_cap
+
+    superseded = None
+    if event.supersedes:
+        with contextlib.suppress(UnknownEvent):  # an unknown one is refused by the store below
+            superseded = await gw.store.get_event(event.supersedes)
+    view = {"id": event_id, "type": event.type.value, "level": event.level.value if event.level else None,
+            "status": event.status.value, "accepted_at": accepted.isoformat(), "event": event.canonical()}
+    return lambda: render_cap(gw.config.cap, view, superseded).decode("utf-8")

@@ -7,7 +7,7 @@ transaction together with the event.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -88,27 +88,30 @@ class Planner:
                     up.ack = plan.ack_within if up.ack is None else min(up.ack, plan.ack_within)
         return units
 
-    def _targets(self, up: _UnitPlan, warnings: list[str]) -> list[tuple[str, str]]:
-        """(channel, address) pairs for one unit. SMS to a landline-only unit becomes voice."""
+    def _targets(self, up: _UnitPlan, warnings: list[str]) -> list[tuple[str, str, str]]:
+        """(channel, address, format) for one unit. SMS to a landline-only unit becomes voice."""
         eps = up.recipient.endpoints
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, str, str]] = []
         for ch in up.channels:
             if ch not in self.channels:
                 warnings.append(f"channel {ch} is not enabled; {up.recipient.unit_id} not reached by it")
                 continue
             addrs = [e.address for e in eps if e.kind == ch]
             if ch == "webhook":
-                out.extend(("webhook", a) for a in addrs)
+                out.extend(("webhook", e.address, e.format) for e in eps if e.kind == "webhook")
             elif addrs:
-                out.append((ch, addrs[0]))
+                out.append((ch, addrs[0], ""))
             elif ch == "sms" and "voice" in self.channels:
                 voice = [e.address for e in eps if e.kind == "voice"]
                 if voice and "voice" not in up.channels:
-                    out.append(("voice", voice[0]))
+                    out.append(("voice", voice[0], ""))
         return list(dict.fromkeys(out))
 
-    async def plan(self, event: Event, event_id: str, accepted: datetime) -> PlanResult:
-        """Raises UnknownAudience or RenderError (an SMS over budget)."""
+    async def plan(self, event: Event, event_id: str, accepted: datetime,
+                   cap: Callable[[], str] | None = None) -> PlanResult:
+        """`cap` renders the event as CAP 1.2 XML for webhook endpoints that ask for it (called at
+        most once). Raises UnknownAudience or RenderError (an SMS over budget)."""
+        cap_xml: str | None = None
         res = PlanResult()
         ctx = self.renderer.context(event, event_id, accepted)
         deadline = deadline_for(event, accepted, self.policy.horizon)
@@ -123,7 +126,7 @@ class Planner:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             sms_text: str | None = None
             unit_payload: str | None = None
-            for ch, addr in targets:
+            for ch, addr, fmt in targets:
                 did = new_delivery_id()
                 if ch == "voice":
                     text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack)
@@ -136,7 +139,11 @@ class Planner:
                         sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack)
                     text = sms_text
                 payload = ""
-                if ch == "webhook":
+                if ch == "webhook" and fmt == "cap" and cap is not None:
+                    if cap_xml is None:  # the same document for every CAP endpoint
+                        cap_xml = cap()
+                    payload = cap_xml
+                elif ch == "webhook":
                     if unit_payload is None:  # the same JSON for every endpoint of the unit
                         unit_payload = self.renderer.webhook(
                             ctx, unit_id=r.unit_id, unit_name=r.unit_name, text=text,

@@ -34,6 +34,8 @@ ACK_WORDS = {"1", "收到", "确认", "签收"}
 
 def delivery_meta(gw: Gateway, item: OutboxItem) -> Mapping[str, str]:
     if item.channel == "webhook":
+        if item.payload.startswith("<?xml"):  # rendered for a `format: cap` endpoint
+            return {"delivery_id": item.id, "content_type": "application/cap+xml"}
         return {"delivery_id": item.id}
     base = gw.base_url
     return {

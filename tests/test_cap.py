@@ -299,3 +299,20 @@ def test_hostile_parse_errors_are_classified() -> None:
         with pytest.raises(CapError) as info:
             parse_cap(xml.encode())
         assert (info.value.status, info.value.code) == (400, code)
+
+
+async def test_webhook_endpoints_can_ask_for_cap(receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    cfg = webhook_config(receiver)
+    cfg["roster"]["extra_contacts"]["china_mobile_zezhou"] = [
+        {"url": receiver.url("/cap/china_mobile_zezhou"), "format": "cap"}]
+    d = await daemon_factory(cfg, ALL_ROLES_POLICY)
+    s, _ = await d.call("POST", "/v1/events", json_body={"type": "warning.issued", "level": "orange", "id": "cap-wh"})
+    assert s == 202
+    await receiver.wait_for(lambda r: any(x.path.startswith("/cap/") for x in r.received), timeout=20)
+    hit = next(x for x in receiver.received if x.path.startswith("/cap/"))
+    assert hit.headers["Content-Type"].startswith("application/cap+xml") and hit.signature_ok
+    root = parse_xml(hit.body)
+    assert list(cap_schema().iter_errors(root)) == []
+    assert "orange" in hit.body.decode() and "橙色" in hit.body.decode()
+    # the unit's other endpoint still gets JSON
+    assert any(x.json and x.path == "/hook/china_mobile_zezhou" for x in receiver.received)

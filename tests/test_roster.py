@@ -400,3 +400,11 @@ def test_contacts_never_imports_gateway_or_channels() -> None:
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not [n for n in names if n.split(".")[0] in {"gateway", "channels"}], module
+
+
+def test_webhook_contacts_may_ask_for_cap_and_nothing_else() -> None:
+    roster = load_roster_text(VALID.replace('label: webhook}', 'label: webhook, format: cap}'))
+    assert roster.units["media_centre"].contacts[1].format == "cap"
+    assert roster.units["media_centre"].to_json()["contacts"][1]["format"] == "cap"
+    [message] = _errors(VALID.replace('label: webhook}', 'label: webhook, format: rss}'))
+    assert "format 'rss'" in message
