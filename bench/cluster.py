@@ -74,12 +74,16 @@ async def _drop(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-def machine_busy() -> float:
-    """Busy CPU-seconds of the whole machine since boot (all cores; /proc/stat `cpu` line)."""
+def machine_busy() -> tuple[float, float]:
+    """(busy, of which irq + softirq) CPU-seconds of the whole machine since boot (all cores).
+
+    irq/softirq time is no process's: on loopback it is mostly the TCP stack carrying the
+    webhooks and the PostgreSQL protocol between processes.
+    """
     with open("/proc/stat", encoding="ascii") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / _TICKS
+    return (user + nice + system + irq + softirq + steal) / _TICKS, (irq + softirq) / _TICKS
 
 
 def all_processes_cpu() -> dict[int, tuple[str, float]]:
@@ -139,6 +143,7 @@ class ActivitySample:
 
     samples: int = 0
     states: Counter[str] = field(default_factory=Counter)  # on_cpu / wait:<type>:<event> / idle_in_tx / idle
+    statements: Counter[str] = field(default_factory=Counter)  # what the active backends run
 
     def summary(self) -> dict[str, Any]:
         n = max(1, self.samples)
@@ -153,6 +158,7 @@ class ActivitySample:
             "mean_idle": self.states["idle"] / n,
             "mean_busy": busy / n,
             "top_waits": [(k[5:], round(v / n, 2)) for k, v in waits.most_common(5)],
+            "top_statements": [(k, round(v / n, 2)) for k, v in self.statements.most_common(6)],
         }
 
 
@@ -204,7 +210,8 @@ class PgWatch:
         return self._activity.summary()
 
     async def _sample(self, interval: float) -> None:
-        sql = ("SELECT state, wait_event_type, wait_event FROM pg_stat_activity"
+        sql = ("SELECT state, wait_event_type, wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS q"
+               " FROM pg_stat_activity"
                " WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
         while True:
             rows = await self._conn.fetch(sql, self.database)
@@ -213,6 +220,7 @@ class PgWatch:
                 state, wtype, wevent = r["state"], r["wait_event_type"], r["wait_event"]
                 if state == "active":
                     key = "on_cpu" if wtype is None else f"wait:{wtype}:{wevent}"
+                    self._activity.statements[str(r["q"])] += 1
                 elif state and state.startswith("idle in transaction"):
                     key = "idle_in_tx"
                 else:

@@ -320,7 +320,7 @@ class Bench:
             watch.start_sampling()
         procs0 = all_processes_cpu()
         cpu0 = [cpu_seconds(pid) for pid in pids]
-        rx0, harness0, busy0 = cpu_seconds(self.receiver.pid), time.process_time(), machine_busy()
+        rx0, harness0, (busy0, irq0) = cpu_seconds(self.receiver.pid), time.process_time(), machine_busy()
         t0 = time.monotonic()
         answer = await self.post_event(d, event_id)
         t_202 = time.monotonic()
@@ -332,7 +332,7 @@ class Bench:
         t_rec = await self.recorded(d, event_id, case.deliveries, time.monotonic() + 30)
         cpus = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
         rx_cpu, harness_cpu = cpu_seconds(self.receiver.pid) - rx0, time.process_time() - harness0
-        busy = machine_busy() - busy0
+        busy, irq = (b - a for a, b in zip((busy0, irq0), machine_busy(), strict=True))
         procs1 = all_processes_cpu()
         window = time.monotonic() - t0
         activity = await watch.stop_sampling() if watch is not None else None
@@ -354,7 +354,8 @@ class Bench:
             # where the machine's CPU went over POST -> all recorded (seconds per 1,000 deliveries)
             pg_cpu_per_1000=pg_cpu * per_1000, receiver_cpu_per_1000=rx_cpu * per_1000,
             harness_cpu_per_1000=harness_cpu * per_1000, machine_cpu_per_1000=busy * per_1000,
-            other_cpu_per_1000=max(0.0, busy - cpu - pg_cpu - rx_cpu - harness_cpu) * per_1000,
+            irq_cpu_per_1000=irq * per_1000,
+            other_cpu_per_1000=max(0.0, busy - cpu - pg_cpu - rx_cpu - harness_cpu - irq) * per_1000,
             machine_busy_pct=100 * busy / (window * (os.cpu_count() or 1)),
             metric_delivered=sum(counts),
             other_top=[(comm, round(c * per_1000, 3)) for comm, c in others[:4]],
@@ -368,7 +369,8 @@ class Bench:
                 out[f"share_pct_{i}"] = 100 * n / total
         if activity is not None:
             out.update({f"pg_{k}": v for k, v in activity.items() if k.startswith("mean_")},
-                       pg_top_waits=activity["top_waits"], pg_activity_samples=activity["samples"])
+                       pg_top_waits=activity["top_waits"], pg_top_statements=activity["top_statements"],
+                       pg_activity_samples=activity["samples"])
         return out
 
     async def bare_run(self, name: str, case: Case, seed: int, timeout: float) -> dict[str, Any]:
@@ -419,7 +421,6 @@ class Bench:
     async def _run_case(self, case: Case, repeats: int, result: dict[str, Any], store_url: str | None,
                         watch: PgWatch | None) -> dict[str, Any]:
         daemons = [self.daemon_for(case, store_url, i) for i in range(case.instances)]
-        d = daemons[0]
         result["loadavg_at_start"] = os.getloadavg()
         started = time.monotonic()
         try:
@@ -456,7 +457,7 @@ class Bench:
                 result["daemon_peak_rss_mb"] = max(m.peak_rss_mb for m in mems)
                 result["daemon_rss_mb"] = max(m.rss_mb for m in mems)
                 if self.args.profile and case.name in self.args.profile_cases:
-                    result["profile"] = await self.profile_run(d, case, left())
+                    result["profile"] = await self.profile_run(daemons, case, left(), watch)
         except TimeoutError:
             result["error"] = f"hard timeout: case exceeded {case.timeout:g}s"
         except (BenchError, OSError, RuntimeError, aiohttp.ClientError) as exc:
@@ -496,8 +497,10 @@ class Bench:
             result[side]["dup_2xx_total"] = sum(r.get("dup_2xx", 0) for r in runs)
         return result
 
-    async def profile_run(self, d: Daemon, case: Case, timeout: float) -> dict[str, Any]:
-        """One more gateway run with py-spy attached (not counted in the figures)."""
+    async def profile_run(self, daemons: list[Daemon], case: Case, timeout: float,
+                          watch: PgWatch | None = None) -> dict[str, Any]:
+        """One more gateway run with py-spy attached to the first daemon (not counted in the figures)."""
+        d = daemons[0]
         assert d.proc is not None
         spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
         if spy is None:
@@ -511,7 +514,7 @@ class Bench:
             stderr=asyncio.subprocess.STDOUT)
         await asyncio.sleep(1.0)  # let it attach
         try:
-            run = await self.gateway_run([d], case, seed=20_000, timeout=timeout)
+            run = await self.gateway_run(daemons, case, seed=20_000, timeout=timeout, watch=watch)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGINT)
@@ -641,7 +644,8 @@ def table(report: dict[str, Any]) -> str:
                 ratio(g.get("cpu_per_1000"), b.get("cpu_per_1000")), "≤ 0.3", 3)
             add("", "peak RSS, MiB" + (" (largest daemon)" if res.get("instances", 1) > 1 else ""),
                 res.get("daemon_peak_rss_mb"), res.get("bare_peak_rss_mb"))
-            rows.append(("", "CPU-s per 1,000, machine: daemons + PostgreSQL + receiver + harness + other",
+            rows.append(("", "CPU-s per 1,000, machine: daemons + PostgreSQL + receiver + harness + irq/softirq"
+                             " + other",
                          _breakdown(g), "", "", ""))
             add("", "machine CPU busy, % of all cores", g.get("machine_busy_pct"), None)
             rows.append(("", "\"other\" CPU-s per 1,000, top commands", _other_top(res), "", "", ""))
@@ -650,6 +654,7 @@ def table(report: dict[str, Any]) -> str:
                              str(b.get("dup_2xx_total", "–")), "", "0"))
                 rows.append(("", "PostgreSQL backends, mean busy / idle-in-tx / idle; top wait",
                              _activity(res), "", "", ""))
+                rows.append(("", "PostgreSQL busy backends by statement (mean)", _statements(res), "", "", ""))
                 if res.get("instances", 1) > 1:
                     rows.append(("", "per-instance share of deliveries, %", _shares(res), "", "", ""))
                     rows.append(("", "peak RSS per daemon, MiB",
@@ -672,7 +677,7 @@ def table(report: dict[str, Any]) -> str:
 
 def _breakdown(g: dict[str, Any]) -> str:
     keys = ("cpu_per_1000", "pg_cpu_per_1000", "receiver_cpu_per_1000", "harness_cpu_per_1000",
-            "other_cpu_per_1000")
+            "irq_cpu_per_1000", "other_cpu_per_1000")
     parts = " + ".join(fmt(g.get(k), 2) for k in keys)
     return f"{parts} = {fmt(g.get('machine_cpu_per_1000'), 2)}"
 
@@ -686,6 +691,16 @@ def _other_top(res: dict[str, Any]) -> str:
             by[comm] = by.get(comm, 0.0) + v / len(runs)
     top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
     return ", ".join(f"{comm} {v:.2f}" for comm, v in top) or "none"
+
+
+def _statements(res: dict[str, Any]) -> str:
+    runs = res.get("gateway_runs", [])
+    by: dict[str, float] = {}
+    for r in runs:
+        for q, v in r.get("pg_top_statements", []):
+            by[q] = by.get(q, 0.0) + v / len(runs)
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
+    return "; ".join(f"`{q.replace('|', '/')}…` {v:.2f}" for q, v in top) or "none"
 
 
 def _shares(res: dict[str, Any]) -> str:
@@ -820,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (whole run about 2 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats (whole run about 3-4 minutes, PostgreSQL cases included)")
     parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=DEFAULT_CASES,
                         help="cases to run (default: all but the pg*_2k variants)")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats of every case")
