@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from channels.base import (
     Channel,
     DeliveryError,
@@ -307,7 +305,6 @@ class Dispatcher:
         slot = self.channels[item.channel]
         bound = log.bind(event_id=item.event_id, delivery_id=item.id, unit_id=item.unit_id,
                          channel=item.channel, attempt=item.attempts)
-        structlog.contextvars.bind_contextvars(event_id=item.event_id, delivery_id=item.id)
         try:
             if slot.bucket is not None:
                 await slot.bucket.acquire()
