@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from channels.base import Capabilities, Destination, Message, SendResult
-from channels.twilio.client import TwilioApi, TwilioConfig
+from channels.twilio.common import TwilioChannelBase
 from channels.twilio.errors import guarded_call
 
 # Twilio rejects longer bodies with 21617 (twilio.md §8).
 MAX_BODY_CHARS = 1600
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
-
-class TwilioSms:
+class TwilioSms(TwilioChannelBase):
     """The `sms` channel: one Twilio message per send; receipts arrive on the status callback.
 
     Message.meta keys read: `status_callback` (overrides `TwilioConfig.status_callback`).
@@ -27,17 +22,6 @@ class TwilioSms:
     name: str = "sms"
     capabilities: Capabilities = Capabilities(max_body_chars=MAX_BODY_CHARS, receipts=True, acks=True)
 
-    def __init__(
-        self,
-        config: TwilioConfig,
-        *,
-        api: TwilioApi | None = None,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        """Use `api` to share one HTTP session with the voice channel; else build our own."""
-        self.config = config
-        self._api = api or TwilioApi(config)
-        self._clock = clock
 
     async def send(
         self,
@@ -67,10 +51,6 @@ class TwilioSms:
             segments=_segments(created.num_segments),
             final=False,
         )
-
-    async def aclose(self) -> None:
-        """Close the (possibly shared) Twilio HTTP session."""
-        await self._api.aclose()
 
 
 def _segments(value: object) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
@@ -17,7 +15,8 @@ from channels.base import (
     Permanent,
     SendResult,
 )
-from channels.twilio.client import TwilioApi, TwilioConfig
+from channels.twilio.client import TwilioConfig
+from channels.twilio.common import TwilioChannelBase
 from channels.twilio.errors import guarded_call
 
 # Twilio caps inline TwiML at 4000 characters (twilio.md §2).
@@ -27,9 +26,6 @@ GOODBYE = "未收到按键，再见。"
 CONFIRMED = "已确认，谢谢。"
 REPROMPT = "未能识别按键。请按1确认收到。"
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_twiml(text: str, gather_action: str, config: TwilioConfig) -> str:
@@ -66,7 +62,7 @@ def ack_twiml(confirmed: bool, config: TwilioConfig | None = None) -> str:
     return str(response)
 
 
-class TwilioVoice:
+class TwilioVoice(TwilioChannelBase):
     """The `voice` channel: one outbound call per send; call progress arrives on the callback.
 
     Message.meta keys read: `gather_action` (required: the URL the keypress is posted to) and
@@ -76,17 +72,6 @@ class TwilioVoice:
     name: str = "voice"
     capabilities: Capabilities = Capabilities(receipts=True, acks=True)
 
-    def __init__(
-        self,
-        config: TwilioConfig,
-        *,
-        api: TwilioApi | None = None,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        """Use `api` to share one HTTP session with the SMS channel; else build our own."""
-        self.config = config
-        self._api = api or TwilioApi(config)
-        self._clock = clock
 
     async def send(
         self,
@@ -122,7 +107,3 @@ class TwilioVoice:
             kwargs["status_callback_event"] = list(CALL_EVENTS)
         created = await guarded_call(lambda: client.calls.create_async(**kwargs), timeout)
         return SendResult(provider_ref=created.sid, accepted_at=self._clock(), final=False)
-
-    async def aclose(self) -> None:
-        """Close the (possibly shared) Twilio HTTP session."""
-        await self._api.aclose()
