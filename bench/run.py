@@ -84,6 +84,7 @@ class Case:
 CASES: dict[str, Case] = {c.name: c for c in (
     Case("latency", "40-unit fan-out", 1, (15, 7), 60),
     Case("tp2k", "2,000 deliveries", 50, (5, 3), 120),
+    Case("tp10k", "10,000 deliveries (issue 2's synthetic recipients)", 250, (3, 1), 240, warmup=False),
     # no warm-up: 20,000 requests amortise a cold pool, and it would double the case's time
     Case("tp20k", "20,000 deliveries", 500, (3, 1), 300, warmup=False),
     Case("fail503", "40 units, 20% 503s (default backoff)", 1, (5, 3), 120, fail_rate=0.2),
