@@ -18,6 +18,7 @@ from aiohttp import web
 
 from contacts.loader import load_roster
 from contacts.model import Contact, Roster
+from contacts.numbers import parse_number
 from contacts.resolver import StaticResolver
 from gateway import logs
 from gateway.acklinks import AckLinks
@@ -71,23 +72,10 @@ class Gateway:
         """
         cfg = self.config
         roster = load_roster(cfg.roster.path)
-        extra = {
-            unit: [Contact("url", c["url"].format(base_url=self.base_url, unit_id=unit), c["url"],
-                           c.get("label", "webhook"), c.get("format", "json")) if "url" in c else Contact(**c)
-                   for c in contacts]
-            for unit, contacts in cfg.roster.extra_contacts.items()
-        }
-        if "*" in extra:
-            per_unit = cfg.roster.extra_contacts["*"]
-            extra.pop("*")
-            for uid in roster.units:
-                extra.setdefault(uid, []).extend(
-                    Contact("url", c["url"].format(base_url=self.base_url, unit_id=uid), c["url"], "webhook",
-                            c.get("format", "json"))
-                    for c in per_unit)
-        bad = {c.format for cs in extra.values() for c in cs} - {"", "json", "cap"}
-        if bad:
-            raise ValueError(f"roster.extra_contacts: unknown webhook format(s) {sorted(bad)}: use json or cap")
+        extra: dict[str, list[Contact]] = {}
+        for key, entries in cfg.roster.extra_contacts.items():
+            for uid in (roster.units if key == "*" else [key]):
+                extra.setdefault(uid, []).extend(self._extra_contact(e, uid) for e in entries)
         if extra:
             roster = roster.with_extra_contacts(extra)
         policy = load_policy(cfg.policy.path)
@@ -97,6 +85,23 @@ class Gateway:
         resolver = StaticResolver(roster)
         planner = Planner(policy, resolver, self.renderer, self.channels.keys(), links=self.links)
         return Runtime(roster, resolver, policy, planner)
+
+    def _extra_contact(self, entry: dict[str, str], unit_id: str) -> Contact:
+        """One `roster.extra_contacts` entry: `{url, label?, format?}` or `{number, label?}`.
+
+        Raises:
+            ValueError: neither url nor number, an unknown webhook format, or a malformed number.
+        """
+        if "url" in entry:
+            fmt = entry.get("format", "json")
+            if fmt not in ("json", "cap"):
+                raise ValueError(f"roster.extra_contacts: unknown webhook format {fmt!r}: use json or cap")
+            url = entry["url"].format(base_url=self.base_url, unit_id=unit_id)
+            return Contact("url", url, entry["url"], entry.get("label", "webhook"), fmt)
+        if "number" in entry:
+            parsed = parse_number(entry["number"])
+            return Contact(parsed.kind, parsed.address, entry["number"], entry.get("label", ""))
+        raise ValueError(f"roster.extra_contacts for {unit_id}: each entry needs a url or a number")
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones."""

@@ -214,3 +214,20 @@ async def test_bad_credentials_stop_channel_and_sighup_resumes(
     m = await d.metrics()
     assert metric_value(m, "gateway_channel_up", channel="voice") == 1
     assert "definitely-wrong" not in d.logs() and TOKEN not in d.logs()
+
+
+async def test_extra_contacts_add_duty_mobiles_and_reject_bad_numbers(
+    sandbox: Sandbox, receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    cfg = twilio_config(sandbox, receiver)
+    cfg["roster"]["extra_contacts"]["county_education_bureau"] = [{"number": "13800000001", "label": "值班手机"}]
+    d = await daemon_factory(cfg, env=ENV)
+    await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "tw-extra"})
+    body = await d.wait_event("tw-extra", all_terminal, timeout=40)
+    edu = [x for x in body["deliveries"] if x["unit_id"] == "county_education_bureau"]
+    assert [(x["channel"], x["address"]) for x in edu] == [("sms", "+86*******0001")]
+    await d.stop()
+    cfg["roster"]["extra_contacts"]["county_education_bureau"] = [{"number": "12345"}]
+    bad = await daemon_factory(cfg, env=ENV, name="bad", start=False)
+    with pytest.raises(RuntimeError, match="12345"):
+        await bad.start()
