@@ -196,7 +196,7 @@ async def test_killing_the_primary_mid_fan_out_shifts_to_the_secondary_and_deliv
     try:
         async with AliyunSandbox(fake_config(d.url)) as fake:
             cfg = aliyun_config(fake, receiver, sms_rate=10)
-            cfg["roster"] = {"extra_contacts": {u: [{"kind": "mobile", "address": n}] for u, n in numbers.items()}}
+            cfg["roster"] = {"extra_contacts": {u: [{"number": n}] for u, n in numbers.items()}}
             cfg["channels"]["twilio"] = {"enabled": True, "base_url": twilio.base_url, "sms_rate": 10,
                                          "voice_rate": 10, "timeout": 2.0}
             cfg["channels"]["failover"] = {"sms": [{"provider": "aliyun", "weight": 100},
