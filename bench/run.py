@@ -683,24 +683,23 @@ def _breakdown(g: dict[str, Any]) -> str:
     return f"{parts} = {fmt(g.get('machine_cpu_per_1000'), 2)}"
 
 
-def _other_top(res: dict[str, Any]) -> str:
-    """The processes outside the bench that used CPU during the gateway runs (mean over runs)."""
+def _top_means(res: dict[str, Any], key: str) -> list[tuple[str, float]]:
+    """The three largest (name, value) pairs of `key`, averaged over the gateway runs."""
     runs = res.get("gateway_runs", [])
     by: dict[str, float] = {}
     for r in runs:
-        for comm, v in r.get("other_top", []):
-            by[comm] = by.get(comm, 0.0) + v / len(runs)
-    top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
-    return ", ".join(f"{comm} {v:.2f}" for comm, v in top) or "none"
+        for name, v in r.get(key, []):
+            by[name] = by.get(name, 0.0) + v / len(runs)
+    return sorted(by.items(), key=lambda kv: -kv[1])[:3]
+
+
+def _other_top(res: dict[str, Any]) -> str:
+    """The processes outside the bench that used CPU during the gateway runs (mean over runs)."""
+    return ", ".join(f"{comm} {v:.2f}" for comm, v in _top_means(res, "other_top")) or "none"
 
 
 def _statements(res: dict[str, Any]) -> str:
-    runs = res.get("gateway_runs", [])
-    by: dict[str, float] = {}
-    for r in runs:
-        for q, v in r.get("pg_top_statements", []):
-            by[q] = by.get(q, 0.0) + v / len(runs)
-    top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
+    top = _top_means(res, "pg_top_statements")
     return "; ".join(f"`{q.replace('|', '/')}…` {v:.2f}" for q, v in top) or "none"
 
 
