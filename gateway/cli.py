@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from contacts.loader import load_roster
     from contacts.model import RosterError
-    from gateway.daemon import check_policy_against_roster
+    from gateway.daemon import check_policy_against_roster, extra_contacts
     from gateway.policy import PolicyError, load_policy
 
     cfg = _load(args)
@@ -114,6 +114,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         policy = None
     if roster is not None and policy is not None:
         problems += check_policy_against_roster(policy, roster)
+    if roster is not None:
+        try:
+            extra_contacts(cfg.roster.extra_contacts, roster, cfg.base_url)
+        except ValueError as exc:
+            problems.append(str(exc))
     if policy is not None:
         from gateway.templates_cn import check_template_mapping  # issue 8: approved templates
 

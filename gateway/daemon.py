@@ -72,10 +72,7 @@ class Gateway:
         """
         cfg = self.config
         roster = load_roster(cfg.roster.path)
-        extra: dict[str, list[Contact]] = {}
-        for key, entries in cfg.roster.extra_contacts.items():
-            for uid in (roster.units if key == "*" else [key]):
-                extra.setdefault(uid, []).extend(self._extra_contact(e, uid) for e in entries)
+        extra = extra_contacts(cfg.roster.extra_contacts, roster, self.base_url)
         if extra:
             roster = roster.with_extra_contacts(extra)
         policy = load_policy(cfg.policy.path)
@@ -85,23 +82,6 @@ class Gateway:
         resolver = StaticResolver(roster)
         planner = Planner(policy, resolver, self.renderer, self.channels.keys(), links=self.links)
         return Runtime(roster, resolver, policy, planner)
-
-    def _extra_contact(self, entry: dict[str, str], unit_id: str) -> Contact:
-        """One `roster.extra_contacts` entry: `{url, label?, format?}` or `{number, label?}`.
-
-        Raises:
-            ValueError: neither url nor number, an unknown webhook format, or a malformed number.
-        """
-        if "url" in entry:
-            fmt = entry.get("format", "json")
-            if fmt not in ("json", "cap"):
-                raise ValueError(f"roster.extra_contacts: unknown webhook format {fmt!r}: use json or cap")
-            url = entry["url"].format(base_url=self.base_url, unit_id=unit_id)
-            return Contact("url", url, entry["url"], entry.get("label", "webhook"), fmt)
-        if "number" in entry:
-            parsed = parse_number(entry["number"])
-            return Contact(parsed.kind, parsed.address, entry["number"], entry.get("label", ""))
-        raise ValueError(f"roster.extra_contacts for {unit_id}: each entry needs a url or a number")
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones."""
@@ -254,6 +234,42 @@ class Gateway:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def extra_contact(entry: dict[str, str], unit_id: str, base_url: str) -> Contact:
+    """One `roster.extra_contacts` entry: `{url, label?, format?}` or `{number, label?}`.
+
+    Raises:
+        ValueError: neither url nor number, an unknown webhook format, or a malformed number.
+    """
+    if "url" in entry:
+        fmt = entry.get("format", "json")
+        if fmt not in ("json", "cap"):
+            raise ValueError(f"roster.extra_contacts for {unit_id}: unknown webhook format {fmt!r}: use json or cap")
+        url = entry["url"].format(base_url=base_url, unit_id=unit_id)
+        return Contact("url", url, entry["url"], entry.get("label", "webhook"), fmt)
+    if "number" in entry:
+        try:
+            parsed = parse_number(entry["number"])
+        except ValueError as exc:
+            raise ValueError(f"roster.extra_contacts for {unit_id}: {exc}") from exc
+        return Contact(parsed.kind, parsed.address, entry["number"], entry.get("label", ""))
+    raise ValueError(f"roster.extra_contacts for {unit_id}: each entry needs a url or a number")
+
+
+def extra_contacts(config: dict[str, list[dict[str, str]]], roster: Roster, base_url: str) -> dict[str, list[Contact]]:
+    """Every configured extra contact by unit id (`*` expands to every unit).
+
+    Raises:
+        ValueError: a bad entry (see `extra_contact`) or an unknown unit id.
+    """
+    out: dict[str, list[Contact]] = {}
+    for key, entries in config.items():
+        if key != "*" and key not in roster.units:
+            raise ValueError(f"roster.extra_contacts: unknown unit id {key!r}")
+        for uid in (roster.units if key == "*" else [key]):
+            out.setdefault(uid, []).extend(extra_contact(e, uid, base_url) for e in entries)
+    return out
 
 
 def secret_file(data_dir: str, name: str, env: str) -> bytes:

@@ -111,3 +111,17 @@ def test_demo_reaches_every_unit_on_the_sandbox(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "NOTHING LEAVES THIS MACHINE" in out.stdout
     assert "every unit reached" in out.stdout and "下村镇人民政府" in out.stdout
+
+
+def test_check_config_names_bad_extra_contacts(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"roster": {"extra_contacts": {"county_education_bureau": [{"number": "12345"}]}}}))
+    bad = gateway("check-config", "--config", str(cfg))
+    assert bad.returncode == 1 and "county_education_bureau" in bad.stderr and "12345" in bad.stderr
+    cfg.write_text(yaml.safe_dump({"roster": {"extra_contacts": {"no_such_unit": [{"url": "http://127.0.0.1:9/x"}]}}}))
+    bad = gateway("check-config", "--config", str(cfg))
+    assert bad.returncode == 1 and "unknown unit id 'no_such_unit'" in bad.stderr
+    cfg.write_text(yaml.safe_dump({"roster": {"extra_contacts": {"*": [{"url": "http://127.0.0.1:9/{unit_id}",
+                                                                        "format": "rss"}]}}}))
+    bad = gateway("check-config", "--config", str(cfg))
+    assert bad.returncode == 1 and "unknown webhook format 'rss'" in bad.stderr
