@@ -81,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.daemon import Gateway
 
     cfg = _load(args, **{"server.host": args.host, "server.port": args.port, "data_dir": args.data_dir})
-    logs.configure(json_lines=None if cfg.log_format == "auto" else cfg.log_format == "json")
+    logs.configure(json_lines=None if cfg.log_format == "auto" else cfg.log_format == "json",
+                   level=cfg.log_level)
     if cfg.sandbox.enabled:
         print(BANNER, flush=True)
     try:

@@ -242,6 +242,8 @@ class Config(BaseModel):
     model_config = _Strict
     data_dir: str = "./var"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # debug adds one line per successful delivery attempt (failures are logged at any level)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerCfg = ServerCfg()
     store: StoreCfg = StoreCfg()
     auth: AuthCfg = AuthCfg()

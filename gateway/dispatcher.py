@@ -61,6 +61,12 @@ class DispatchStats:
     by_key: dict[str, int] = field(default_factory=dict)
 
 
+def _bound(item: OutboxItem) -> Any:
+    """A logger carrying the delivery's identity; built only when there is something to say."""
+    return log.bind(event_id=item.event_id, delivery_id=item.id, unit_id=item.unit_id,
+                    channel=item.channel, attempt=item.attempts)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
@@ -303,27 +309,24 @@ class Dispatcher:
     # ---- sending
     async def _send(self, item: OutboxItem) -> None:
         slot = self.channels[item.channel]
-        bound = log.bind(event_id=item.event_id, delivery_id=item.id, unit_id=item.unit_id,
-                         channel=item.channel, attempt=item.attempts)
         try:
             if slot.bucket is not None:
                 await slot.bucket.acquire()
-            msg = Message(text=item.text, meta={"body": item.payload, **self.meta(item)} if item.payload
-                          else dict(self.meta(item)))
+            meta = self.meta(item)
+            msg = Message(text=item.text, meta={"body": item.payload, **meta} if item.payload else dict(meta))
             result = await slot.channel.send(msg, Destination(item.address, item.unit_id),
                                              key=item.id, timeout=slot.timeout)
         except DeliveryError as exc:
-            await self._failed(item, slot, exc, bound)
+            await self._failed(item, slot, exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            bound.exception("delivery_attempt_crashed")
-            await self._failed(item, slot, Transient(FailureReason.OTHER, f"internal: {type(exc).__name__}"),
-                               bound)
+            _bound(item).exception("delivery_attempt_crashed")
+            await self._failed(item, slot, Transient(FailureReason.OTHER, f"internal: {type(exc).__name__}"))
         else:
-            self._succeeded(item, result, bound)
+            self._succeeded(item, result)
 
-    def _succeeded(self, item: OutboxItem, result: SendResult, bound: Any) -> None:
+    def _succeeded(self, item: OutboxItem, result: SendResult) -> None:
         outcome = "delivered" if result.final else "sent"
         attempts_ok, deliveries, latency, up = self._ok_series(item.channel, outcome, item.level or "none")
         attempts_ok.inc()
@@ -333,7 +336,12 @@ class Dispatcher:
             up.set(1)
         kind = OutcomeKind.DELIVERED if result.final else OutcomeKind.SENT
         self._record(item, kind, provider_ref=result.provider_ref)
-        bound.info("delivery_attempt_succeeded", outcome=outcome, provider_ref=result.provider_ref)
+        # Debug, not info: at thousands of deliveries a second one line per success costs more
+        # CPU than the send itself (the store row and the metrics already record every success).
+        # Failures below stay at warning/error, one line per attempt.
+        log.debug("delivery_attempt_succeeded", event_id=item.event_id, delivery_id=item.id,
+                  unit_id=item.unit_id, channel=item.channel, attempt=item.attempts, outcome=outcome,
+                  provider_ref=result.provider_ref)
 
     def _ok_series(self, channel: str, outcome: str, level: str) -> tuple[Any, Any, Any, Any]:
         """The labelled metric children of a success, looked up once per label set (hot path)."""
@@ -346,7 +354,8 @@ class Dispatcher:
             self._series[key] = series
         return series
 
-    async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError, bound: Any) -> None:
+    async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError) -> None:
+        bound = _bound(item)
         m = self.metrics
         m.failures.labels(item.channel, exc.reason.value).inc()
         now = self.clock()
