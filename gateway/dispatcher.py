@@ -32,7 +32,7 @@ from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
 from gateway.ratelimit import TokenBucket
 from gateway.retry import Backoff
-from gateway.store.base import OutboxItem, Outcome, OutcomeKind, Store
+from gateway.store.base import Claim, OutboxItem, Outcome, OutcomeKind, Store
 
 log = get_logger("gateway.dispatcher")
 
@@ -94,7 +94,9 @@ class Dispatcher:
         self._batch = max(1, concurrency // 4)
         self._reserve = max(1, concurrency // 8) if concurrency > 1 else 0
         self._low_inflight = 0
+        self._held = 0  # slots promised to hand-offs whose transaction has not returned yet
         self._kick = False
+        self._quiet_until = 0.0  # nothing due before this, unless woken (see `_quiet`)
         self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.lease_for = lease_for
         self.clock = clock
@@ -113,11 +115,34 @@ class Dispatcher:
     def wake(self) -> None:
         """New work was committed: claim now, even while nearly full (it may be urgent)."""
         self._kick = True
+        self._quiet_until = 0.0
         self._wake.set()
 
     @property
     def inflight(self) -> int:
         return len(self._tasks)
+
+    def handoff(self, priority: int) -> Claim | None:
+        """Slots for a new event's first deliveries, to lease in the transaction that records
+        them (the store's `record_event(claim=...)`); None when there is no room. Every Claim
+        returned must be given back to `adopt`, with the items leased or with none."""
+        if self._stopping:
+            return None
+        free = self.concurrency - len(self._tasks) - self._held
+        if priority > URGENT:
+            free = min(free, self.concurrency - self._reserve - self._low_inflight - self._held)
+        if free <= 0:
+            return None
+        self._held += free
+        now = self.clock()
+        return Claim(now=now, limit=free, lease_for=self.lease_for, worker_id=self.worker_id,
+                     exclude=self._excluded(now))
+
+    def adopt(self, claim: Claim, items: list[OutboxItem]) -> None:
+        """Start sending what a hand-off leased, and free the slots it held."""
+        self._held -= claim.limit
+        if items:
+            self._start(items, self.clock())
 
     def channel_up(self, name: str) -> bool:
         slot = self.channels.get(name)
@@ -138,16 +163,26 @@ class Dispatcher:
         try:
             while not self._stopping:
                 try:
-                    if self._tasks and self.concurrency - len(self._tasks) < self._batch and not self._kick:
+                    if self._tasks and self.concurrency - len(self._tasks) - self._held < self._batch \
+                            and not self._kick:
                         # nearly full: let completions free a batch of slots before the next
                         # claim, so claims are few and large instead of one per completed send
                         await self._wait_wake(1.0)
                         continue
-                    self._kick = False
-                    claimed = await self._claim_once()
-                    if claimed and len(self._tasks) < self.concurrency:
+                    now = self.clock()
+                    if now < self._quiet_until:
+                        # the last claim drained the queue and nothing was added since: a
+                        # completion frees a slot but creates no work, so no store round trip
+                        await self._wait(self._quiet_until - now)
                         continue
-                    await self._idle()
+                    self._kick = False
+                    claimed, drained = await self._claim_once()
+                    if claimed and len(self._tasks) + self._held < self.concurrency:
+                        continue
+                    if drained:
+                        await self._quiet()
+                    else:
+                        await self._idle()
                 except Exception:
                     # the store is down beyond its own retries: keep the loop alive, try again
                     log.exception("dispatch_round_failed")
@@ -187,25 +222,37 @@ class Dispatcher:
         slot = self.channels.get(key.split(":", 1)[0])
         return slot.per_endpoint if slot else 1
 
-    async def _claim_once(self) -> bool:
-        free = self.concurrency - len(self._tasks)
+    async def _claim_once(self) -> tuple[bool, bool]:
+        """Claim for the free slots; (filled them all, the queue had nothing more for us)."""
+        free = self.concurrency - len(self._tasks) - self._held
         if free <= 0:
-            return False
+            return False, False
         now = self.clock()
         exclude = self._excluded(now)
         # a few slots stay reserved for urgent work (an actual red warning): however much lower
         # priority work is queued or slow, the first red delivery leaves at once
-        low_free = min(free, self.concurrency - self._reserve - self._low_inflight)
+        low_free = min(free, self.concurrency - self._reserve - self._low_inflight - self._held)
+        drained = not exclude  # with endpoints excluded (busy, paused) a completion may free work
         if low_free >= free:
             items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
                                                worker_id=self.worker_id, exclude=exclude)
+            drained = drained and len(items) < free
         else:
             items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
                                                worker_id=self.worker_id, exclude=exclude, max_priority=URGENT)
-            if low_free > 0 and len(items) < free:
-                items += await self.store.claim_due(
-                    now=now, limit=min(free - len(items), low_free), lease_for=self.lease_for,
+            low_limit = min(free - len(items), low_free)
+            low: list[OutboxItem] = []
+            if low_limit > 0:
+                low = await self.store.claim_due(
+                    now=now, limit=low_limit, lease_for=self.lease_for,
                     worker_id=self.worker_id, exclude=exclude, min_priority=URGENT + 1)
+            # lower-priority work held back by the reserve is still queued: not drained
+            drained = drained and len(items) < free and len(low) < low_limit
+            items += low
+        self._start(items, now)
+        return len(items) > 0 and len(items) == free, drained
+
+    def _start(self, items: list[OutboxItem], now: float) -> None:
         overflow: list[Outcome] = []
         for item in items:
             if item.channel not in self.channels:
@@ -224,7 +271,6 @@ class Dispatcher:
             task.add_done_callback(self._done)
         for o in overflow:
             self._outcomes.put_nowait(o)
-        return len(items) > 0 and len(items) == free
 
     def _done(self, task: asyncio.Task[None]) -> None:
         item = self._tasks.pop(task, None)
@@ -237,6 +283,14 @@ class Dispatcher:
             else:
                 self._by_key[item.endpoint_key] = n
         self._wake.set()
+
+    async def _quiet(self) -> None:
+        """The queue is drained: sleep until the next due time (at most a second, which also
+        paces the sweep of lost leases), a wake-up with new work, or a store notification."""
+        self._wake.clear()
+        nxt = await self.store.next_due_at()
+        now = self.clock()
+        self._quiet_until = now + (1.0 if nxt is None else min(1.0, max(0.0, nxt - now)))
 
     async def _idle(self) -> None:
         if self._wake.is_set():
@@ -258,17 +312,20 @@ class Dispatcher:
 
     async def _wait(self, timeout: float) -> None:
         """Until woken locally, notified by the store (PostgreSQL LISTEN: another instance took
-        an event), or `timeout` passes."""
+        an event; that counts as new work), or `timeout` passes."""
         listen = getattr(self.store, "wait_for_work", None)
         if listen is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._wait_wake(timeout)
             return
-        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(listen(timeout))}
-        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        woken = asyncio.ensure_future(self._wake.wait())
+        notified = asyncio.ensure_future(listen(timeout))
+        _, pending = await asyncio.wait({woken, notified}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for w in pending:
             w.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if notified.done() and not notified.cancelled():
+            self._quiet_until = 0.0  # maybe new work: look again
+        self._wake.clear()
 
     # ---- outcomes
     async def _flush_loop(self) -> None:
@@ -279,6 +336,8 @@ class Dispatcher:
                 batch.append(self._outcomes.get_nowait())
             stop = any(o.item_id == "" for o in batch)
             real = [o for o in batch if o.item_id]
+            if any(o.kind is OutcomeKind.RETRY or o.kind is OutcomeKind.RELEASE for o in real):
+                self._quiet_until = 0.0  # requeued work: the next claim must look again
             if real:
                 lost = await self._finish_with_retry(real)
                 for item_id in lost:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from contacts.resolver import UnknownAudience
 from gateway.api.errors import ApiError
 from gateway.daemon import new_event, utcnow
+from gateway.dispatcher import URGENT
 from gateway.events import Event, new_event_id
 from gateway.logs import get as get_logger
 from gateway.render import RenderError
-from gateway.store.base import Duplicate, UnknownEvent
+from gateway.store.base import Duplicate, OutboxItem, UnknownEvent
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -55,8 +56,11 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
         "type": event.type.value, "level": event.level.value if event.level else None,
         "status": event.status.value, "source": source, "body_hash": record.body_hash,
         "deliveries": len(plan.deliveries), "roster_version": rt.roster.version})
+    # the first deliveries are leased in the intake's own transaction and start at its commit
+    claim = gw.dispatcher.handoff(min((d.priority for d in plan.deliveries), default=URGENT))
+    leased: list[OutboxItem] = []
     try:
-        await gw.store.record_event(record, plan.deliveries, plan.acks)
+        leased = await gw.store.record_event(record, plan.deliveries, plan.acks, claim=claim)
     except Duplicate as dup:
         if dup.same_body:
             return 200, dict(dup.answer)
@@ -65,6 +69,9 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
     except UnknownEvent as exc:
         raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {exc}",
                        field="$.supersedes") from exc
+    finally:
+        if claim is not None:
+            gw.dispatcher.adopt(claim, leased)
     gw.metrics.events.labels(event.type.value, event.level.value if event.level else "none",
                              event.status.value, source).inc()
     gw.dispatcher.wake()

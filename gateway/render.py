@@ -43,7 +43,7 @@ def sms_segments(text: str) -> int:
         units = sum(2 if ch in _GSM_EXT else 1 for ch in text)
         single, multi = 160, 153
     else:
-        units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+        units = len(text.encode("utf-16-le")) // 2  # UTF-16 code units: astral chars are 2
         single, multi = 70, 67
     if units <= single:
         return 1

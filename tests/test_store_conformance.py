@@ -15,6 +15,7 @@ import pytest
 
 from gateway.migrate import verify_chain
 from gateway.store.base import (
+    Claim,
     Duplicate,
     NewEvent,
     Outcome,
@@ -141,8 +142,8 @@ async def test_intake_writes_its_audit_record_in_the_same_transaction(store: Sto
 async def test_concurrent_intake_of_one_id_records_it_once(store: Store, second: Store) -> None:
     results = await asyncio.gather(*(s.record_event(ev("same"), [dl(f"d-{i}")], [ack()])
                                      for i, s in enumerate((store, second))), return_exceptions=True)
-    assert sum(r is None for r in results) == 1, results
-    dup = next(r for r in results if r is not None)
+    assert sum(r == [] for r in results) == 1, results
+    dup = next(r for r in results if r != [])
     assert isinstance(dup, Duplicate) and dup.same_body and dup.event_id == "same"
     assert (await store.get_event("same"))["summary"]["deliveries"] == 1
 
@@ -163,6 +164,22 @@ async def test_claim_counts_attempts_and_honours_limit_exclude_priority_not_befo
     assert set(await claim(store, lease_for=600)) == {"skip"}
     assert await store.next_due_at() == T0 + 60  # "later"; the leases run to T0 + 600
     assert set(await claim(store, now=T0 + 60)) == {"later"}
+
+
+async def test_record_event_hands_off_leased_deliveries_of_that_event_only(store: Store) -> None:
+    await store.record_event(ev("old"), [dl("old-u3", "u3")], [])
+    got = await store.record_event(ev("new", at=T0 + 1), [
+        dl("n-low", "u1", priority=9), dl("n-high", "u2", priority=1), dl("n-busy", "u4", key="webhook:busy"),
+        dl("n-later", "u5", not_before=T0 + 60), dl("n-mid", "u6", priority=5),
+    ], [], claim=Claim(now=T0 + 1, limit=2, lease_for=30, worker_id=W, exclude=("webhook:busy",)))
+    assert [i.id for i in got] == ["n-high", "n-mid"]  # most urgent first, limit, exclude, not-before
+    assert all(i.attempts == 1 and i.lease_token and i.event_id == "new" for i in got)
+    assert await status_of(store, "n-high") == ("leased", None, 1)
+    # the rest stay for the dispatcher's normal claims; the older event is never handed off
+    assert set(await claim(store, now=T0 + 2)) == {"old-u3", "n-low", "n-busy"}
+    no_room = await store.record_event(ev("e3", at=T0 + 2), [dl("e3-u1", "u7")], [],
+                                       claim=Claim(now=T0 + 2, limit=0, lease_for=30, worker_id=W))
+    assert no_room == [] and await status_of(store, "e3-u1") == ("pending", None, 0)
 
 
 async def test_chain_order_waits_for_the_earlier_leased_message(store: Store) -> None:

@@ -114,6 +114,18 @@ class OutboxItem:
     priority: int = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Lease some of a new event's own deliveries in the transaction that records them: the
+    dispatcher's hand-off, so the first send needs no second round trip to the store."""
+
+    now: float
+    limit: int
+    lease_for: float
+    worker_id: str
+    exclude: Sequence[str] = ()
+
+
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
     SENT = "sent"
@@ -176,10 +188,13 @@ class Store(Protocol):
         ...
 
     async def record_event(
-        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
-    ) -> None:
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck],
+        *, claim: Claim | None = None,
+    ) -> list[OutboxItem]:
         """Commit the event, its deliveries, ack rows and (if `event.audit`) its audit record in ONE
-        transaction; cancel the pending deliveries of the events it supersedes.
+        transaction; cancel the pending deliveries of the events it supersedes. With `claim`, lease
+        up to `claim.limit` of this event's due deliveries in that same transaction, as
+        `claim_due` would (order, per-unit chain order, `exclude`), and return them.
 
         Raises:
             Duplicate: an event with the same id exists.

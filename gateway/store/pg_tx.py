@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.store import common
 from gateway.store.base import (
+    Claim,
     Duplicate,
     NewEvent,
     OutboxItem,
@@ -53,8 +54,9 @@ async def duplicate_of(c: Conn, event: NewEvent) -> Duplicate | None:
 
 
 async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDelivery],
-                       acks: Sequence[PlannedAck]) -> None:
-    """Event, deliveries, ack rows and (with `event.audit`) its audit record, in one transaction.
+                       acks: Sequence[PlannedAck], claim: Claim | None = None) -> list[OutboxItem]:
+    """Event, deliveries, ack rows and (with `event.audit`) its audit record, in one transaction;
+    with `claim`, some of the new deliveries leased in it too (the dispatcher's hand-off).
 
     Raises:
         Duplicate, UnknownEvent: the transaction is then rolled back.
@@ -100,6 +102,11 @@ async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDel
     if event.audit is not None:
         await append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id, dict(event.audit))
     await notify(c)
+    if claim is None or claim.limit <= 0 or not deliveries:
+        return []
+    return await claim_due(c, now=claim.now, limit=claim.limit, lease_for=claim.lease_for,
+                           worker_id=claim.worker_id, exclude=claim.exclude, token=common.new_token(),
+                           do_sweep=False, event_id=event.id)
 
 
 async def supersede(c: Conn, chain_id: str, event: NewEvent) -> None:
@@ -154,6 +161,7 @@ _CLAIM = (
     "WITH due AS (SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=$4"
     " AND NOT (d.endpoint_key = ANY($5::text[]))"
     " AND ($7::int IS NULL OR d.priority >= $7) AND ($8::int IS NULL OR d.priority <= $8)"
+    " AND ($9::text IS NULL OR d.event_id = $9)"
     " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id AND e.unit_id=d.unit_id"
     "  AND e.status='leased' AND e.chain_seq<d.chain_seq)"
     " ORDER BY d.priority, d.next_attempt_at LIMIT $6 FOR UPDATE OF d SKIP LOCKED)"
@@ -164,13 +172,14 @@ _CLAIM = (
 
 async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker_id: str,
                     exclude: Sequence[str], token: str, do_sweep: bool = True,
-                    min_priority: int | None = None, max_priority: int | None = None) -> list[OutboxItem]:
+                    min_priority: int | None = None, max_priority: int | None = None,
+                    event_id: str | None = None) -> list[OutboxItem]:
     if do_sweep:
         await sweep(c, now)
     if limit <= 0:
         return []
     rows = await c.fetch(_CLAIM, token, now + lease_for, worker_id, now, list(exclude), limit, min_priority,
-                         max_priority)
+                         max_priority, event_id)
     return [common.item_from_row(as_dict(r)) for r in rows]
 
 

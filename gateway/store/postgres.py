@@ -21,6 +21,7 @@ from gateway.store import pg_schema as schema_
 from gateway.store import pg_tx as tx_
 from gateway.store.base import (
     AckResult,
+    Claim,
     NewEvent,
     OutboxItem,
     OutboxStats,
@@ -141,10 +142,11 @@ class PostgresStore:
 
     # ---- intake
     async def record_event(
-        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
-    ) -> None:
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck],
+        *, claim: Claim | None = None,
+    ) -> list[OutboxItem]:
         try:
-            await self._run(lambda c: tx_.record_event(c, event, deliveries, acks))
+            return await self._run(lambda c: tx_.record_event(c, event, deliveries, acks, claim))
         except asyncpg.UniqueViolationError as exc:
             # another instance committed the same event id between our check and our insert
             if exc.constraint_name != "events_id_key":

@@ -24,6 +24,7 @@ from gateway.store import sqlite_flow as flow_
 from gateway.store import sqlite_tx as tx_
 from gateway.store.base import (
     AckResult,
+    Claim,
     Duplicate,
     NewEvent,
     OutboxItem,
@@ -132,9 +133,10 @@ class SqliteStore:
 
     # ---- intake
     async def record_event(
-        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck]
-    ) -> None:
-        def tx(c: sqlite3.Connection) -> None:
+        self, event: NewEvent, deliveries: Sequence[PlannedDelivery], acks: Sequence[PlannedAck],
+        *, claim: Claim | None = None,
+    ) -> list[OutboxItem]:
+        def tx(c: sqlite3.Connection) -> list[OutboxItem]:
             row = c.execute("SELECT body_hash, answer FROM events WHERE id=?", (event.id,)).fetchone()
             if row is not None:
                 raise Duplicate(event.id, json.loads(row["answer"]), row["body_hash"] == event.body_hash)
@@ -186,8 +188,13 @@ class SqliteStore:
             if event.audit is not None:
                 flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
                                    dict(event.audit))
+            if claim is None or claim.limit <= 0 or not deliveries:
+                return []
+            return tx_.claim(c, now=claim.now, limit=claim.limit, lease_until=claim.now + claim.lease_for,
+                             worker_id=claim.worker_id, token=common.new_token(), exclude=claim.exclude,
+                             event_id=event.id)
 
-        await self._run(tx, durable=True)
+        return await self._run(tx, durable=True)
 
     # ---- dispatch
     async def claim_due(
@@ -205,23 +212,9 @@ class SqliteStore:
                 tx_.sweep(c, now)
             if limit <= 0:
                 return []
-            marks = ",".join("?" * len(exclude))
-            excl = f"AND d.endpoint_key NOT IN ({marks})" if exclude else ""
-            if min_priority is not None:
-                excl += f" AND d.priority >= {int(min_priority)}"
-            if max_priority is not None:
-                excl += f" AND d.priority <= {int(max_priority)}"
-            rows = c.execute(
-                "UPDATE deliveries SET status='leased', attempts=attempts+1, lease_token=?,"
-                " lease_until=?, worker_id=? WHERE id IN ("
-                "  SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=?"
-                f"  {excl} AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id"
-                "   AND e.unit_id=d.unit_id AND e.status='leased' AND e.chain_seq<d.chain_seq)"
-                "  ORDER BY d.priority, d.next_attempt_at LIMIT ?)"
-                f" RETURNING {common.ITEM_COLUMNS}",
-                (token, now + lease_for, worker_id, now, *exclude, limit),
-            ).fetchall()
-            return [common.item_from_row(r) for r in rows]
+            return tx_.claim(c, now=now, limit=limit, lease_until=now + lease_for, worker_id=worker_id,
+                             token=token, exclude=exclude, min_priority=min_priority,
+                             max_priority=max_priority)
 
         return await self._run(tx)
 

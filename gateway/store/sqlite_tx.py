@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.store import common
-from gateway.store.base import NewEvent, Outcome, OutcomeKind, UnknownEvent
+from gateway.store.base import NewEvent, OutboxItem, Outcome, OutcomeKind, UnknownEvent
 
 
 def supersede(c: sqlite3.Connection, chain_id: str, event: NewEvent) -> None:
@@ -27,6 +27,34 @@ def supersede(c: sqlite3.Connection, chain_id: str, event: NewEvent) -> None:
         "UPDATE events SET state='superseded' WHERE chain_id=? AND state IN ('active','ended')",
         (chain_id,),
     )
+
+
+def claim(c: sqlite3.Connection, *, now: float, limit: int, lease_until: float, worker_id: str, token: str,
+          exclude: Sequence[str] = (), min_priority: int | None = None, max_priority: int | None = None,
+          event_id: str | None = None) -> list[OutboxItem]:
+    """Lease up to `limit` due deliveries, most urgent first, never one that would overtake an
+    earlier delivery of its unit's chain still in flight; `event_id` narrows it to one event."""
+    marks = ",".join("?" * len(exclude))
+    where = f" AND d.endpoint_key NOT IN ({marks})" if exclude else ""
+    args: list[Any] = [token, lease_until, worker_id, now, *exclude]
+    if min_priority is not None:
+        where += f" AND d.priority >= {int(min_priority)}"
+    if max_priority is not None:
+        where += f" AND d.priority <= {int(max_priority)}"
+    if event_id is not None:
+        where += " AND d.event_id = ?"
+        args.append(event_id)
+    rows = c.execute(
+        "UPDATE deliveries SET status='leased', attempts=attempts+1, lease_token=?,"
+        " lease_until=?, worker_id=? WHERE id IN ("
+        "  SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=?"
+        f"  {where} AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id"
+        "   AND e.unit_id=d.unit_id AND e.status='leased' AND e.chain_seq<d.chain_seq)"
+        "  ORDER BY d.priority, d.next_attempt_at LIMIT ?)"
+        f" RETURNING {common.ITEM_COLUMNS}",
+        (*args, limit),
+    ).fetchall()
+    return [common.item_from_row(r) for r in rows]
 
 
 _EV_STATE = "(SELECT state FROM events WHERE events.id=deliveries.event_id)"
