@@ -87,9 +87,9 @@ CASES: dict[str, Case] = {c.name: c for c in (
     Case("tp10k", "10,000 deliveries (issue 2's synthetic recipients)", 250, (3, 1), 240, warmup=False),
     # no warm-up: 20,000 requests amortise a cold pool, and it would double the case's time
     Case("tp20k", "20,000 deliveries", 500, (3, 1), 300, warmup=False),
-    Case("fail503", "40 units, 20% 503s (default backoff)", 1, (5, 3), 120, fail_rate=0.2),
-    Case("fail503fast", "40 units, 20% 503s (backoff_initial 0.2 s)", 1, (5, 3), 120, fail_rate=0.2,
-         dispatch={"backoff_initial": 0.2, "backoff_max": 2.0}),
+    Case("fail503", "40 units, 20% 503s (default backoff 0.2 s x 3^n)", 1, (5, 3), 120, fail_rate=0.2),
+    Case("fail503slow", "40 units, 20% 503s (backoff 1 s x 2^n, the default before 2026-11-28)", 1, (5, 3), 120,
+         fail_rate=0.2, dispatch={"backoff_initial": 1.0, "backoff_base": 2.0}),
     # scale-out (issue 5, issue 9 item 6): one fresh PostgreSQL database per case, N daemons on it
     *(Case(f"pg{n}", f"20,000 deliveries, PostgreSQL, {n} instance{'s' if n > 1 else ''}", 500, (3, 1), 420,
            warmup=False, store="postgres", instances=n) for n in (1, 2, 3)),

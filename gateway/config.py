@@ -68,7 +68,9 @@ class DispatchCfg(BaseModel):
     model_config = _Strict
     concurrency: int = Field(default=64, ge=1, le=2048)
     lease_seconds: float = Field(default=60.0, gt=0)
-    backoff_initial: float = Field(default=1.0, gt=0)
+    # retry waits: initial * base**(n-1) + jitter up to `initial`, at most backoff_max
+    backoff_initial: float = Field(default=0.2, gt=0)
+    backoff_base: float = Field(default=3.0, ge=1)
     backoff_max: float = Field(default=300.0, gt=0)
     grace_seconds: float = Field(default=10.0, ge=0)
     reminder_check_seconds: float = Field(default=30.0, gt=0)  # how often due reminders are looked for

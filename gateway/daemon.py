@@ -156,7 +156,7 @@ class Gateway:
 
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.metrics,
-            backoff=Backoff(initial=d.backoff_initial, maximum=d.backoff_max),
+            backoff=Backoff(initial=d.backoff_initial, base=d.backoff_base, maximum=d.backoff_max),
             concurrency=d.concurrency, lease_for=d.lease_seconds,
             meta=lambda item: delivery_meta(self, item),
             on_failed=lambda item, exc: on_delivery_failed(self, item, exc),
