@@ -144,7 +144,6 @@ class WebhookChannel:
         self._concurrency = per_endpoint_concurrency
         self._user_agent = user_agent
         self._breaker = _Breaker(breaker_threshold, breaker_cooldown, clock)
-        self._slots: dict[str, asyncio.Semaphore] = {}
         self._gone: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -237,11 +236,13 @@ class WebhookChannel:
     def _session_for_loop(self) -> aiohttp.ClientSession:
         # Created lazily so it binds to the loop that actually runs the sends.
         if self._session is None:
-            # No global cap (limit=0): the per-host cap equals the per-origin semaphore, so the
-            # pool never starves one origin for another.
+            # No global cap (limit=0): each origin gets its own `per_endpoint_concurrency`
+            # connections (limit_per_host), so one origin never starves another of the pool.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._concurrency)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                # A receiver's cookies are never sent back (nor to anyone else): each POST stands alone.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 # Deadlines come from each send's asyncio.timeout, not a session-wide default.
                 timeout=aiohttp.ClientTimeout(total=None),
             )
@@ -257,15 +258,13 @@ class WebhookChannel:
             Permanent: aiohttp rejected the URL.
         """
         session = self._session_for_loop()
-        slots = self._slots.setdefault(target.origin, asyncio.Semaphore(self._concurrency))
         # Redirects are not followed: a POST turned GET loses the body, and a receiver that
         # moved should be reconfigured, not chased.
-        # The slot wait counts against the deadline: a send queued behind a slow receiver must
-        # still give up on time. (Nested semantics: the POST starts only once a slot is held.)
+        # The per-origin slots are the connector's (limit_per_host), and waiting for one counts
+        # against the deadline: a send queued behind a slow receiver must still give up on time.
         try:
             async with (
                 asyncio.timeout(deadline_s),
-                slots,
                 session.post(target.url, data=body, headers=headers, allow_redirects=False) as resp,
             ):
                 await _drain(resp)

@@ -1,5 +1,6 @@
-"""The dispatcher: claims due deliveries with a lease, sends them through channel adapters,
-and records every outcome. Retries are rows (`next_attempt_at`), never sleeps.
+"""The dispatcher: claims due deliveries with a lease (or takes them from the intake's
+hand-off), runs each as one attempt (`gateway.attempts`), and records every outcome in
+batches. Retries are rows (`next_attempt_at`), never sleeps.
 
 Concurrency is bounded globally and per endpoint key, so one slow or dead receiver holds at
 most its own share of slots and never delays the rest of the queue.
@@ -13,58 +14,26 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from channels.base import (
-    Channel,
-    DeliveryError,
-    Destination,
-    FailureReason,
-    Message,
-    Misconfigured,
-    Permanent,
-    SendResult,
-    Transient,
-)
+from channels.base import FailureReason
+from gateway.attempts import Attempts, ChannelSlot, FailureHook, MetaBuilder
 from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
-from gateway.ratelimit import TokenBucket
 from gateway.retry import Backoff
 from gateway.store.base import Claim, OutboxItem, Outcome, OutcomeKind, Store
 
+__all__ = ["URGENT", "ChannelSlot", "Dispatcher", "worker_name"]
+
 log = get_logger("gateway.dispatcher")
 
+# How long the outcome flusher waits for the rest of a burst while sends are in flight: one
+# transaction for a fan-out's outcomes instead of one per few, and none competing with the
+# sends for the interpreter. The cost: outcomes stay unrecorded up to this long (a crash then
+# repeats those sends, which at-least-once and `webhook-id` allow).
+FLUSH_LINGER = 0.005
 URGENT = 0  # delivery priority of actual red warnings (policy `priority`; drills add 10)
-
-FailureHook = Callable[[OutboxItem, DeliveryError], Awaitable[None]]
-MetaBuilder = Callable[[OutboxItem], Mapping[str, str]]
-
-
-@dataclass
-class ChannelSlot:
-    """A channel with its dispatch settings."""
-
-    channel: Channel
-    per_endpoint: int = 16
-    timeout: float = 10.0
-    bucket: TokenBucket | None = None
-    pause_for: float = 60.0
-    paused_until: float = 0.0
-    reason: str = ""
-
-
-@dataclass
-class DispatchStats:
-    inflight: int = 0
-    by_key: dict[str, int] = field(default_factory=dict)
-
-
-def _bound(item: OutboxItem) -> Any:
-    """A logger carrying the delivery's identity; built only when there is something to say."""
-    return log.bind(event_id=item.event_id, delivery_id=item.id, unit_id=item.unit_id,
-                    channel=item.channel, attempt=item.attempts)
 
 
 def worker_name() -> str:
@@ -97,11 +66,10 @@ class Dispatcher:
         self._held = 0  # slots promised to hand-offs whose transaction has not returned yet
         self._kick = False
         self._quiet_until = 0.0  # nothing due before this, unless woken (see `_quiet`)
-        self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.lease_for = lease_for
         self.clock = clock
-        self.meta = meta or (lambda item: {})
-        self.on_failed = on_failed
+        self.attempts = Attempts(channels, metrics, self.backoff, clock=clock, record=self._record,
+                                 meta=meta or (lambda item: {}), on_failed=on_failed)
         self.on_finished = on_finished
         self.worker_id = worker_name()
         self._wake = asyncio.Event()
@@ -109,7 +77,8 @@ class Dispatcher:
         self._tasks: dict[asyncio.Task[None], OutboxItem] = {}
         self._by_key: dict[str, int] = {}
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._flushed = asyncio.Event()
+        self._none_inflight = asyncio.Event()
+        self._none_inflight.set()
 
     # ---- control
     def wake(self) -> None:
@@ -266,9 +235,10 @@ class Dispatcher:
             self._by_key[item.endpoint_key] = self._by_key.get(item.endpoint_key, 0) + 1
             if item.priority > URGENT:
                 self._low_inflight += 1
-            task = asyncio.create_task(self._send(item))
+            task = asyncio.create_task(self.attempts.send(item))
             self._tasks[task] = item
             task.add_done_callback(self._done)
+            self._none_inflight.clear()
         for o in overflow:
             self._outcomes.put_nowait(o)
 
@@ -282,6 +252,8 @@ class Dispatcher:
                 self._by_key.pop(item.endpoint_key, None)
             else:
                 self._by_key[item.endpoint_key] = n
+        if not self._tasks:
+            self._none_inflight.set()
         self._wake.set()
 
     async def _quiet(self) -> None:
@@ -331,6 +303,9 @@ class Dispatcher:
     async def _flush_loop(self) -> None:
         while True:
             first = await self._outcomes.get()
+            if self._tasks and first.item_id:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._none_inflight.wait(), FLUSH_LINGER)
             batch = [first]
             while not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
@@ -364,88 +339,3 @@ class Dispatcher:
 
     def _record(self, item: OutboxItem, kind: OutcomeKind, **kw: Any) -> None:
         self._outcomes.put_nowait(Outcome(item.id, item.lease_token, kind, self.clock(), **kw))
-
-    # ---- sending
-    async def _send(self, item: OutboxItem) -> None:
-        slot = self.channels[item.channel]
-        try:
-            if slot.bucket is not None:
-                await slot.bucket.acquire()
-            meta = self.meta(item)
-            msg = Message(text=item.text, meta={"body": item.payload, **meta} if item.payload else dict(meta))
-            result = await slot.channel.send(msg, Destination(item.address, item.unit_id),
-                                             key=item.id, timeout=slot.timeout)
-        except DeliveryError as exc:
-            await self._failed(item, slot, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _bound(item).exception("delivery_attempt_crashed")
-            await self._failed(item, slot, Transient(FailureReason.OTHER, f"internal: {type(exc).__name__}"))
-        else:
-            self._succeeded(item, result)
-
-    def _succeeded(self, item: OutboxItem, result: SendResult) -> None:
-        outcome = "delivered" if result.final else "sent"
-        attempts_ok, deliveries, latency, up = self._ok_series(item.channel, outcome, item.level or "none")
-        attempts_ok.inc()
-        deliveries.inc()
-        latency.observe(max(0.0, self.clock() - item.accepted_at))
-        if self.channels[item.channel].paused_until == 0:
-            up.set(1)
-        kind = OutcomeKind.DELIVERED if result.final else OutcomeKind.SENT
-        self._record(item, kind, provider_ref=result.provider_ref)
-        # Debug, not info: at thousands of deliveries a second one line per success costs more
-        # CPU than the send itself (the store row and the metrics already record every success).
-        # Failures below stay at warning/error, one line per attempt.
-        log.debug("delivery_attempt_succeeded", event_id=item.event_id, delivery_id=item.id,
-                  unit_id=item.unit_id, channel=item.channel, attempt=item.attempts, outcome=outcome,
-                  provider_ref=result.provider_ref)
-
-    def _ok_series(self, channel: str, outcome: str, level: str) -> tuple[Any, Any, Any, Any]:
-        """The labelled metric children of a success, looked up once per label set (hot path)."""
-        key = (channel, outcome, level)
-        series = self._series.get(key)
-        if series is None:
-            m = self.metrics
-            series = (m.attempts.labels(channel, "ok"), m.deliveries.labels(channel, outcome),
-                      m.delivery_latency.labels(channel, level), m.channel_up.labels(channel))
-            self._series[key] = series
-        return series
-
-    async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError) -> None:
-        bound = _bound(item)
-        m = self.metrics
-        m.failures.labels(item.channel, exc.reason.value).inc()
-        now = self.clock()
-        if isinstance(exc, Misconfigured) and exc.reason is FailureReason.AUTH:
-            # our credentials are wrong: stop the channel, keep the delivery (attempt refunded)
-            slot.paused_until = now + slot.pause_for
-            slot.reason = exc.detail
-            m.channel_up.labels(item.channel).set(0)
-            m.attempts.labels(item.channel, "permanent_error").inc()
-            # due again at once, but not claimed while the channel is paused (excluded by key)
-            self._record(item, OutcomeKind.RELEASE, next_at=now, error=exc.detail, reason=exc.reason.value)
-            bound.error("channel_misconfigured", reason=exc.reason.value, detail=exc.detail,
-                        paused_for=slot.pause_for)
-            return
-        if isinstance(exc, Transient):
-            m.attempts.labels(item.channel, "transient_error").inc()
-            d = self.backoff.decide(attempts=item.attempts, max_attempts=item.max_attempts, now=now,
-                                    deadline=item.deadline, retry_after=exc.retry_after)
-            if d.next_at is not None:
-                self._record(item, OutcomeKind.RETRY, next_at=d.next_at, error=exc.detail,
-                             reason=exc.reason.value)
-                bound.warning("delivery_attempt_failed", reason=exc.reason.value, detail=exc.detail,
-                              retry_in=round(d.next_at - now, 3))
-                return
-            detail = f"{exc.detail}; {d.give_up}"
-        else:
-            m.attempts.labels(item.channel, "permanent_error").inc()
-            detail = exc.detail
-        m.deliveries.labels(item.channel, "failed").inc()
-        self._record(item, OutcomeKind.FAILED, error=detail, reason=exc.reason.value)
-        bound.error("delivery_failed", reason=exc.reason.value, detail=detail,
-                    permanent=isinstance(exc, Permanent | Misconfigured))
-        if self.on_failed is not None:
-            await self.on_failed(item, exc)

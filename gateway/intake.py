@@ -74,7 +74,8 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
             gw.dispatcher.adopt(claim, leased)
     gw.metrics.events.labels(event.type.value, event.level.value if event.level else "none",
                              event.status.value, source).inc()
-    gw.dispatcher.wake()
+    if len(leased) < len(plan.deliveries):
+        gw.dispatcher.wake()  # the rest are claimed in batches
     log.info("event_accepted", event_id=event_id, type=event.type.value,
              warning_level=event.level.value if event.level else None,
              status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),

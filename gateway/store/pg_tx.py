@@ -104,7 +104,7 @@ async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDel
     await notify(c)
     if claim is None or claim.limit <= 0 or not deliveries:
         return []
-    return await claim_due(c, now=claim.now, limit=claim.limit, lease_for=claim.lease_for,
+    return await claim_due(c, now=max(claim.now, event.accepted_at), limit=claim.limit, lease_for=claim.lease_for,
                            worker_id=claim.worker_id, exclude=claim.exclude, token=common.new_token(),
                            do_sweep=False, event_id=event.id)
 

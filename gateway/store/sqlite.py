@@ -75,6 +75,11 @@ class SqliteStore:
         return await loop.run_in_executor(self._pool, self._call, fn, durable)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+        try:  # the common case, without building a tenacity loop for every transaction
+            return self._tx(fn, durable)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
         for attempt in _busy_retrying():
             with attempt:
                 result = self._tx(fn, durable)
@@ -190,7 +195,8 @@ class SqliteStore:
                                    dict(event.audit))
             if claim is None or claim.limit <= 0 or not deliveries:
                 return []
-            return tx_.claim(c, now=claim.now, limit=claim.limit, lease_until=claim.now + claim.lease_for,
+            now = max(claim.now, event.accepted_at)  # the new rows are due from accepted_at
+            return tx_.claim(c, now=now, limit=claim.limit, lease_until=now + claim.lease_for,
                              worker_id=claim.worker_id, token=common.new_token(), exclude=claim.exclude,
                              event_id=event.id)
 
