@@ -31,6 +31,8 @@ class Case:
     dispatch: dict[str, Any] = field(default_factory=dict)  # extra dispatch.* config
     store: str = "sqlite"  # "sqlite": a fresh file per case; "postgres": a fresh database per case
     instances: int = 1  # daemons sharing the store (PostgreSQL only), each with dispatch.concurrency 50
+    kind: str = "fanout"  # "fanout": gateway vs bare runs; "priority", "memory": bench.queued, no bare side
+    unreachable: bool = False  # endpoints on a closed local port instead of the receiver
 
     @property
     def deliveries(self) -> int:
@@ -51,9 +53,16 @@ CASES: dict[str, Case] = {c.name: c for c in (
            warmup=False, store="postgres", instances=n) for n in (1, 2, 3)),
     *(Case(f"pg{n}_2k", f"2,000 deliveries, PostgreSQL, {n} instance{'s' if n > 1 else ''}", 50, (5, 3), 180,
            store="postgres", instances=n) for n in (1, 2, 3)),
+    # queue cases (bench.queued, issue 9 items 3 and 5): a 100,000-delivery backlog, no bare side
+    Case("priority", "red warning behind 100,000 queued yellow", 2500, (5, 3), 420, warmup=False,
+         kind="priority"),
+    Case("memory", "10 fan-outs of 10,000, kept pending (receiver answers after 5 s)", 250, (1, 1), 300,
+         warmup=False, kind="memory"),
+    Case("memory_down", "10 fan-outs of 10,000, endpoint unreachable (closed port: retries)", 250, (1, 1), 300,
+         warmup=False, kind="memory", unreachable=True),
 )}
-# `make bench` / no --cases: everything but the 2,000-delivery PostgreSQL variants
-DEFAULT_CASES = [name for name in CASES if not name.endswith("_2k")]
+# `make bench` / no --cases: everything but the 2,000-delivery PostgreSQL variants and the queue cases
+DEFAULT_CASES = [name for name, c in CASES.items() if not name.endswith("_2k") and c.kind == "fanout"]
 OPTIONAL = ("apprise", "alertmanager")
 
 

@@ -30,8 +30,9 @@ from bench.cluster import (
 )
 from bench.procstat import cpu_seconds, memory
 from bench.profiling import log_digest, record_profile
+from bench.queued import QUEUED
 from channels.signing import generate_secret
-from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon
+from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon, free_port
 
 WRITER = TOKENS["writer"][0]
 READER = TOKENS["reader"][0]
@@ -73,11 +74,12 @@ class Bench:
             await self.session.close()
 
     # ---- receiver control
-    async def rx(self, op: str, **params: Any) -> dict[str, Any]:
-        """Call a control route of the receiver; `timeout` (wait) also bounds the HTTP call."""
-        method = "POST" if op == "reset" else "GET"
+    async def rx(self, op: str, *, post: bool = False, base: str | None = None, **params: Any) -> dict[str, Any]:
+        """Call a control route of the receiver (another one at `base`); `timeout` (wait) also
+        bounds the HTTP call."""
+        method = "POST" if post or op == "reset" else "GET"
         limit = float(params.get("timeout", 25)) + 5
-        async with self.http.request(method, f"{self.receiver_url}/_bench/{op}",
+        async with self.http.request(method, f"{base or self.receiver_url}/_bench/{op}",
                                      params={k: str(v) for k, v in params.items()},
                                      timeout=aiohttp.ClientTimeout(total=limit)) as r:
             r.raise_for_status()
@@ -86,7 +88,9 @@ class Bench:
 
     # ---- daemon
     def daemon_for(self, case: Case, store_url: str | None = None, index: int = 0) -> Daemon:
-        urls = [{"url": f"{self.receiver_url}/hook/{{unit_id}}/{i}"} for i in range(case.endpoints)]
+        # a port just bound and released: nothing listens there, every connection is refused
+        base = f"http://127.0.0.1:{free_port()}" if case.unreachable else self.receiver_url
+        urls = [{"url": f"{base}/hook/{{unit_id}}/{i}"} for i in range(case.endpoints)]
         config: dict[str, Any] = {
             "log_format": "json",
             **({"store": {"url": store_url}} if store_url else {}),
@@ -112,9 +116,11 @@ class Bench:
                 return delivered_count(await r.text())
         return list(await asyncio.gather(*(one(d) for d in daemons)))
 
-    async def post_event(self, d: Daemon, event_id: str) -> dict[str, Any]:
+    async def post_event(self, d: Daemon, event_id: str, level: str = "orange", **extra: Any) -> dict[str, Any]:
+        """POST a `warning.issued` (plus any other event fields in `extra`); the 202 answer."""
+        event = {"type": "warning.issued", "level": level, "id": event_id, **extra}
         async with self.http.post(f"{d.url}/v1/events", headers={"Authorization": f"Bearer {WRITER}"},
-                                  json={"type": "warning.issued", "level": "orange", "id": event_id}) as r:
+                                  json=event) as r:
             body: dict[str, Any] = await r.json()
             if r.status != 202:
                 raise BenchError(f"POST /v1/events answered {r.status}: {body}")
@@ -263,14 +269,17 @@ class Bench:
                     return max(1.0, case.timeout - (time.monotonic() - started))
 
                 loaded = False
-                if case.warmup:
+                if case.kind != "fanout":
+                    # the queue cases (bench.queued): one daemon, no bare side, their own steps
+                    await QUEUED[case.kind](self, daemons[0], case, repeats, result, left)
+                elif case.warmup:
                     # not counted: connection pools, SQLite pages, and the bodies for the bare loop
                     warm = await self.gateway_run(daemons, case, seed=10_000, timeout=left(), watch=watch)
                     result["warmup_gateway"] = {k: warm[k] for k in ("wall_ms", "rate", "delivered")}
                     result["body_bytes"] = await self.load_bare(case)
                     loaded = True
                     await self.bare_run(case.name, case, seed=10_001, timeout=left())
-                for r in range(repeats):
+                for r in range(repeats if case.kind == "fanout" else 0):
                     # the first run of a case without warm-up is the gateway's: it yields the bodies
                     order = ("gateway", "bare") if r % 2 == 0 else ("bare", "gateway")
                     for who in order:

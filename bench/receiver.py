@@ -13,16 +13,30 @@ Control routes (all under `/_bench/`, never counted as deliveries):
 - `GET /_bench/summary`: counts, duplicates and the first 2xx arrival time of every id.
 - `GET /_bench/bodies`: the distinct bodies received and which path got which (to let the
   bare loop post exactly the bytes the gateway sent).
+- `POST /_bench/tag?name=N&match=TEXT&slow=S`: count the requests whose body contains TEXT
+  (e.g. `"id":"<event id>"`) under tag N, and answer them after S seconds (default 0); the
+  first arrival of a tag snapshots every other tag's counts and the requests in flight.
+- `GET /_bench/tag?name=N&arrived=K&answered=M&inflight=F&timeout=T`: answer the tag's counts
+  once at least K of its requests arrived, M were answered and F are in flight.
+
+`reset` forgets the tags too. Tags serve the queue cases (`priority`, `memory`): slowness keyed
+on the body, so one event's deliveries are slow and another's fast on the same URLs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
+import dataclasses
+import hashlib
 import os
 import random
 import signal
+import time
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +44,25 @@ from tests.support.receiver import Receiver
 
 _CONTROL = "/_bench/"
 _FAIL_PREFIX = "/hook"
+# extra answer delay of the request being handled (a tag's `slow`), read by `_plan`
+_TAG_DELAY: contextvars.ContextVar[float] = contextvars.ContextVar("tag_delay", default=0.0)
+
+
+@dataclass(slots=True)
+class Tag:
+    """Requests whose body contains `needle`: counted, optionally answered `slow` seconds late."""
+
+    needle: bytes
+    slow: float = 0.0
+    arrived: int = 0
+    answered: int = 0
+    first_at: float | None = None  # time.monotonic() of the first arrival
+    last_at: float | None = None  # ... and of the latest
+    at_first: dict[str, Any] = field(default_factory=dict)  # the other tags and in-flight then
+
+    def state(self) -> dict[str, Any]:
+        return {"arrived": self.arrived, "answered": self.answered, "inflight": self.arrived - self.answered,
+                "first_at": self.first_at, "last_at": self.last_at, "at_first": self.at_first}
 
 
 class BenchReceiver(Receiver):
@@ -42,8 +75,10 @@ class BenchReceiver(Receiver):
         self._scanned = 0
         self._first_ok: dict[str, float] = {}
         self._ok_count: Counter[str] = Counter()
+        self.tags: dict[str, Tag] = {}
 
     def reset(self, fail_rate: float, seed: int) -> None:
+        self.tags = {}
         self.received.clear()
         self._scanned = 0
         self._first_ok = {}
@@ -65,13 +100,34 @@ class BenchReceiver(Receiver):
     def _plan(self, path: str) -> tuple[int, str | None, float]:
         if self.fail_rate > 0 and path.startswith(_FAIL_PREFIX) and self._rng.random() < self.fail_rate:
             return 503, None, self.delay
-        return super()._plan(path)
+        status, retry_after, delay = super()._plan(path)
+        return status, retry_after, delay + _TAG_DELAY.get()
 
-    # Overrides Receiver._handle to add the control routes.
+    # Overrides Receiver._handle to add the control routes and the tags.
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path.startswith(_CONTROL):
             return await self._control(request)
-        return await super()._handle(request)
+        if not self.tags or not request.path.startswith(_FAIL_PREFIX):
+            return await super()._handle(request)
+        arrived = time.monotonic()
+        body = await request.read()  # aiohttp keeps the bytes: Receiver._handle reads them again
+        hits = [t for t in self.tags.values() if t.needle in body]
+        for t in hits:
+            t.arrived += 1
+            t.last_at = arrived
+            if t.first_at is None:
+                t.first_at = arrived
+                t.at_first = {"in_flight": self.in_flight,
+                              **{n: {"arrived": o.arrived, "answered": o.answered}
+                                 for n, o in self.tags.items() if o is not t}}
+        token = _TAG_DELAY.set(max((t.slow for t in hits), default=0.0))
+        try:
+            return await super()._handle(request)
+        finally:
+            _TAG_DELAY.reset(token)
+            for t in hits:
+                t.answered += 1
+            self._changed.set()  # wake the waiters on `answered`
 
     async def _control(self, request: web.BaseRequest) -> web.StreamResponse:
         op = request.path[len(_CONTROL):]
@@ -79,6 +135,8 @@ class BenchReceiver(Receiver):
         if op == "reset":
             self.reset(float(q.get("fail_rate", "0")), int(q.get("seed", "0")))
             return web.json_response({"ok": True})
+        if op == "tag":
+            return await self._tag(request)
         if op == "wait":
             count = int(q["count"])
             try:
@@ -107,6 +165,35 @@ class BenchReceiver(Receiver):
                     paths[r.path] = bodies.setdefault(r.body, len(bodies))
             return web.json_response({"bodies": [b.decode() for b in bodies], "paths": paths})
         return web.json_response({"error": f"unknown control {op}"}, status=404)
+
+    # Overrides Receiver._record: a request without a webhook-id (Alertmanager, Apprise) is keyed
+    # on its path and body, so a retry counts as the same delivery and distinct ones stay distinct.
+    def _record(self, request: web.BaseRequest, body: bytes, at: float, status: int,
+                signature_ok: bool | None) -> None:
+        super()._record(request, body, at, status, signature_ok)
+        last = self.received[-1]
+        if not last.webhook_id:
+            key = f"{last.path}#{hashlib.sha1(body).hexdigest()[:16]}"
+            self.received[-1] = dataclasses.replace(last, webhook_id=key)
+
+    async def _tag(self, request: web.BaseRequest) -> web.StreamResponse:
+        q = request.query
+        name = q["name"]
+        if request.method == "POST":
+            self.tags[name] = Tag(q["match"].encode(), float(q.get("slow", "0")))
+            return web.json_response({"ok": True})
+        tag = self.tags.get(name)
+        if tag is None:
+            return web.json_response({"error": f"no tag {name}"}, status=404)
+        arrived, answered, inflight = (int(q.get(k, "0")) for k in ("arrived", "answered", "inflight"))
+
+        def met(_: object) -> bool:
+            return tag.arrived >= arrived and tag.answered >= answered and tag.arrived - tag.answered >= inflight
+        try:
+            await self.wait_for(met, timeout=float(q.get("timeout", "60")))
+        except TimeoutError:
+            return web.json_response({"ok": False, **tag.state()})
+        return web.json_response({"ok": True, **tag.state()})
 
 
 async def _serve(host: str, port: int, secret: str | None, fail_rate: float, seed: int) -> None:

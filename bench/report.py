@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.util
 import platform
-import shutil
 import sqlite3
 import subprocess
 from collections import Counter
@@ -48,22 +46,9 @@ def note_overrides(report: dict[str, Any], args: argparse.Namespace) -> None:
     report["config_overrides"] = {k: v for k, v in args.set}
 
 
-def optional_comparisons() -> dict[str, str]:
-    notes = {}
-    if importlib.util.find_spec("apprise") is None:
-        notes["apprise"] = "skipped: apprise is not installed (never a runtime dependency)"
-    else:
-        notes["apprise"] = "skipped: apprise is installed but this harness has no Apprise driver yet"
-    if shutil.which("alertmanager") is None:
-        notes["alertmanager"] = "skipped: no alertmanager binary on PATH"
-    else:
-        notes["alertmanager"] = "skipped: alertmanager is on PATH but this harness has no driver yet"
-    return notes
-
-
 # ---------------------------------------------------------------- Markdown
 def table(report: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[Row] = []
 
     def add(case: str, metric: str, g: float | None, b: float | None, r: float | None = None,
             target: str = "", digits: int = 1) -> None:
@@ -72,12 +57,18 @@ def table(report: dict[str, Any]) -> str:
     for name, res in report["cases"].items():
         g, b = res.get("gateway", {}), res.get("bare", {})
         title = f"{res['title']} (n={res['gateway'].get('runs', 0)}/{res['bare'].get('runs', 0)})"
+        if name == "priority" or name.startswith("memory"):  # no bare side
+            title = f"{res['title']} (n={res['gateway'].get('runs', 0) if name == 'priority' else 1})"
         if "error" in res:
             rows.append((title, "ERROR", res["error"][:80], "", "", ""))
         if "skipped" in res:
             rows.append((title, "skipped", res["skipped"][:80], "", "", ""))
             continue
-        if name == "latency":
+        if name == "priority":
+            rows.extend(_priority_rows(title, res))
+        elif name.startswith("memory"):
+            rows.extend(_memory_rows(title, res))
+        elif name == "latency":
             add(title, "POST → last arrival, ms", g.get("wall_ms"), b.get("wall_ms"),
                 ratio(g.get("wall_ms"), b.get("wall_ms")), "≤ 2×")
             add("", "per-delivery latency p50, ms", g.get("p50_ms"), b.get("p50_ms"))
@@ -119,12 +110,61 @@ def table(report: dict[str, Any]) -> str:
                          str(b.get("dup_2xx_total", "–")), "", "0"))
             add("", "POST → last of 40, s", _s(g.get("wall_ms")), _s(b.get("wall_ms")), None, "≤ 1.5", 2)
             add("", "attempts per run (receiver requests)", g.get("received"), b.get("received"))
-    for name, note in report.get("optional", {}).items():
+    for name, info in report.get("optional", {}).items():
+        note = f"{info['version']}: see the comparison table" if info.get("note") == "measured" else info["note"]
         rows.append((name, note, "", "", "", ""))
     head = ("case", "metric", "gateway", "bare loop", "gateway/bare", "target")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def _priority_rows(title: str, res: dict[str, Any]) -> list[Row]:
+    """The `priority` case (bench.queued): a red warning behind a 100,000-delivery backlog."""
+    g, runs = res.get("gateway", {}), res.get("gateway_runs", [])
+    if not runs:
+        return []
+    worst = max(r["from_202_first_ms"] for r in runs)
+    red = int(runs[0]["expected"])
+    return [
+        (title, "red: 202 → its first arrival at the receiver, ms (median; worst)",
+         f"{fmt(g.get('from_202_first_ms'))}; {fmt(worst)}", "–", "",
+         f"≤ {fmt(res.get('first_target_ms'), 0)}"),
+        ("", "runs within the target", f"{res.get('within_target_runs', 0)}/{len(runs)}", "–", "", ""),
+        ("", "red: POST → 202 / POST → first arrival, ms",
+         f"{fmt(g.get('red_intake_ms'))} / {fmt(g.get('post_first_ms'))}", "–", "", ""),
+        ("", f"yellow still queued (not yet sent) at that arrival, of {res['deliveries']:,}",
+         fmt(g.get("yellow_queued_at_first")), "–", "", ""),
+        ("", "yellow in flight then (slow receiver, 2 s each)", fmt(g.get("yellow_inflight_at_first")), "–", "", ""),
+        ("", f"red: 202 → last of its {red:,} arrivals, s", fmt(g.get("from_202_last_s"), 2), "–", "", ""),
+        ("", f"backlog: POST → 202 of the {res['deliveries']:,}-delivery yellow event, s",
+         fmt(res.get("backlog_accept_s"), 2), "–", "", ""),
+    ]
+
+
+def _memory_rows(title: str, res: dict[str, Any]) -> list[Row]:
+    """The `memory` case (bench.queued): RSS across 10 fan-outs that stay pending."""
+    m = res.get("memory")
+    if not m:
+        return []
+    after = m["rss_after_mb"]
+    pending = m["by_status"].get("pending", 0) + m["by_status"].get("leased", 0)
+    statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(m["by_status"].items()))
+    return [
+        (title, f"peak RSS (VmHWM) with {pending:,} pending or leased, MiB", fmt(m["peak_rss_mb"]), "–", "",
+         "< 200"),
+        ("", f"RSS idle / after fan-out 1 / after fan-out {len(after)} / end, MiB",
+         " / ".join(fmt(v) for v in (m["rss_idle_mb"], after[0], after[-1], m["rss_end_mb"])), "–", "", ""),
+        ("", f"RSS growth fan-out 1 → {len(after)}, MiB", fmt(m["growth_1_to_last_mb"]), "–", "", "≈ 0"),
+        ("", f"POST → 202 per {res['deliveries']:,} deliveries, s (median; first / last)",
+         f"{fmt(m['accept_median_s'], 2)}; {fmt(m['accept_s'][0], 2)} / {fmt(m['accept_s'][-1], 2)}", "–", "", ""),
+        ("", "deliveries in the store at the end", statuses, "–", "", ""),
+        ("", "send attempts; daemon CPU-s over the case (POSTs + 5 s)",
+         f"{m['attempts']:,.0f}; {fmt(m['cpu_s'], 2)}", "–", "", ""),
+    ]
 
 
 def _breakdown(g: dict[str, Any]) -> str:
@@ -195,6 +235,57 @@ def scaleout_table(report: dict[str, Any]) -> str:
         ))
     if not rows:
         return ""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+_COMPARED = (  # (case, metric, key, divisor, digits)
+    ("latency", "40 units: POST → last arrival, ms", "wall_ms", 1.0, 1),
+    ("latency", "40 units: per-delivery latency p50, ms", "p50_ms", 1.0, 1),
+    ("latency", "40 units: POST answered (gateway 202, Alertmanager 200, Apprise notify() returned), ms",
+     "sent_ms", 1.0, 1),
+    ("tp2k", "2,000: deliveries/s", "rate", 1.0, 1),
+    ("tp2k", "2,000: POST → last arrival, s", "wall_ms", 1000.0, 2),
+    ("fail503", "40 units, 20% 503s: POST → last of 40, s", "wall_ms", 1000.0, 2),
+    ("fail503", "40 units, 20% 503s: attempts per run", "received", 1.0, 1),
+)
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """Alertmanager and Apprise (bench.compare) next to this run's gateway and bare-loop figures."""
+    cases = report.get("cases", {})
+
+    def side(case: str, who: str, key: str) -> float | None:
+        v = cases.get(case, {}).get(who, {}).get(key)
+        return v if isinstance(v, int | float) else None
+
+    rows: list[Row] = []
+    for info in report.get("optional", {}).values():
+        if info.get("note") != "measured":
+            continue
+        mine_rows: list[Row] = []
+        for case, metric, key, div, digits in _COMPARED:
+            mine = info.get(case)
+            if mine is None:
+                continue
+            t = mine.get(key)
+            g = side(case, "gateway", "intake_ms" if key == "sent_ms" else key)
+            b = None if key == "sent_ms" else side(case, "bare", key)
+            t, g, b = (None if v is None else v / div for v in (t, g, b))
+            mine_rows.append(("", metric, fmt(t, digits), fmt(g, digits), fmt(b, digits), fmt(ratio(t, g), 2)))
+        if "fail503" in info:
+            f, g503 = info["fail503"], cases.get("fail503", {}).get("gateway", {})
+            mine_rows.append(("", "40 units, 20% 503s: runs with all 40 delivered; duplicates",
+                              f"{f['all_delivered_runs']}/{f['n']}; {f['dup_2xx_total']}",
+                              f"{g503['all_delivered_runs']}/{g503['runs']}; {g503['dup_2xx_total']}" if g503 else "–",
+                              "no retries", ""))
+        runs = "/".join(str(info[c]["n"]) for c in ("latency", "tp2k", "fail503") if c in info)
+        mine_rows[0] = (f"{info['version']} (n={runs})", *mine_rows[0][1:])
+        rows += mine_rows
+    if not rows:
+        return ""
+    head = ("tool", "measure", "tool", "gateway (this run)", "bare loop (this run)", "tool/gateway")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)

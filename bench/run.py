@@ -35,12 +35,13 @@ import yaml
 
 from bench.cases import CASES, DEFAULT_CASES, OPTIONAL, ROOT, fmt
 from bench.cluster import ADMIN_URL, server_info
+from bench.compare import notes, run_comparisons
 from bench.harness import Bench
 from bench.report import (
+    comparison_table,
     environment,
     header,
     note_overrides,
-    optional_comparisons,
     problems,
     scaleout_table,
     stamp,
@@ -57,7 +58,7 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     note_overrides(report, args)
     report["cases"] = {}
-    report["optional"] = optional_comparisons()
+    report["optional"] = notes()
     if any(CASES[name].store == "postgres" for name in args.cases):
         report["postgresql"] = {"admin_url": ADMIN_URL, **await server_info()}
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
@@ -66,18 +67,36 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             for name in args.cases:
                 case = CASES[name]
                 repeats = args.repeats or case.repeats[1 if args.quick else 0]
-                print(f"· {case.title}: {repeats} gateway + {repeats} bare runs ...", file=sys.stderr, flush=True)
+                runs = f"{repeats} gateway + {repeats} bare runs" if case.kind == "fanout" else "no bare side"
+                print(f"· {case.title}: {runs} ...", file=sys.stderr, flush=True)
                 report["cases"][name] = res = await bench.run_case(case, repeats)
-                g, b = res["gateway"], res["bare"]
-                print(f"  {res['seconds']}s; gateway wall {fmt(g.get('wall_ms'))} ms, {fmt(g.get('rate'))}/s;"
-                      f" bare wall {fmt(b.get('wall_ms'))} ms, {fmt(b.get('rate'))}/s"
-                      + (f"; ERROR {res['error']}" if "error" in res else ""), file=sys.stderr, flush=True)
+                print(f"  {res['seconds']}s; {progress(res)}" + (f"; ERROR {res['error']}" if "error" in res else ""),
+                      file=sys.stderr, flush=True)
+            if args.compare:
+                print(f"· optional comparisons: {', '.join(args.compare)} ...", file=sys.stderr, flush=True)
+                report["optional"] = await run_comparisons(bench, args.compare, workdir, args.quick)
+                for tool, info in report["optional"].items():
+                    print(f"  {tool}: {info['note']}", file=sys.stderr, flush=True)
     finally:
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return report
+
+
+def progress(res: dict[str, Any]) -> str:
+    """One line about a finished case for stderr."""
+    g, b = res["gateway"], res["bare"]
+    if "memory" in res:
+        m = res["memory"]
+        return (f"RSS idle {fmt(m['rss_idle_mb'])} MiB, after fan-out 1 {fmt(m['rss_after_mb'][0])}, after the last"
+                f" {fmt(m['rss_after_mb'][-1])}, peak {fmt(m['peak_rss_mb'])} MiB")
+    if "backlog_accept_s" in res:
+        return (f"backlog accepted in {fmt(res['backlog_accept_s'], 2)} s; 202 -> first red arrival"
+                f" {fmt(g.get('from_202_first_ms'))} ms (median)")
+    return (f"gateway wall {fmt(g.get('wall_ms'))} ms, {fmt(g.get('rate'))}/s;"
+            f" bare wall {fmt(b.get('wall_ms'))} ms, {fmt(b.get('rate'))}/s")
 
 
 def config_override(text: str) -> tuple[str, Any]:
@@ -93,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats (whole run about 3-4 minutes, PostgreSQL cases included)")
-    parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=DEFAULT_CASES,
-                        help="cases to run (default: all but the pg*_2k variants)")
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=None,
+                        help="cases to run (default: all but the pg*_2k variants and the queue cases priority and"
+                             " memory; alertmanager and apprise where installed)")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats of every case")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--profile", action="store_true",
@@ -107,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                              " (for experiments; the reference figures use the defaults)")
     parser.add_argument("--keep", action="store_true", help="keep the daemons' data dirs and logs")
     args = parser.parse_args(argv)
-    args.cases = [c for c in args.cases if c in CASES]
+    args.compare = list(OPTIONAL) if args.cases is None else [c for c in args.cases if c in OPTIONAL]
+    args.cases = [c for c in (args.cases or DEFAULT_CASES) if c in CASES]
     args.results = args.out.parent
     args.results.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -120,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_at_end"] = os.getloadavg()
     report["table"] = table(report)
     report["scaleout_table"] = scaleout_table(report)
+    report["comparison_table"] = comparison_table(report)
     found = list(problems(report))
     report["problems"] = found
     text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
@@ -131,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if report["scaleout_table"]:
         print("\nSQLite vs PostgreSQL × instances (each row's bare loop ran in the same case):\n")
         print(report["scaleout_table"])
+    if report["comparison_table"]:
+        print("\nOptional comparisons (each tool against a receiver without signature checks; gateway and bare"
+              " loop from this run's latency, tp2k and fail503 cases):\n")
+        print(report["comparison_table"])
     if found:
         print("\nproblems:\n" + "\n".join(f"- {p}" for p in found))
     for name, res in report["cases"].items():

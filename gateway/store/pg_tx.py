@@ -157,17 +157,21 @@ async def sweep(c: Conn, now: float) -> None:
         await c.execute(sql, now)
 
 
-_CLAIM = (
+_CLAIM_SQL = (
     "WITH due AS (SELECT d.id FROM deliveries d WHERE d.status='pending' AND d.next_attempt_at<=$4"
     " AND NOT (d.endpoint_key = ANY($5::text[]))"
-    " AND ($7::int IS NULL OR d.priority >= $7) AND ($8::int IS NULL OR d.priority <= $8)"
-    " AND ($9::text IS NULL OR d.event_id = $9)"
+    " AND ($7::int IS NULL OR d.priority >= $7) AND ($8::int IS NULL OR d.priority <= $8){event}"
     " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.chain_id=d.chain_id AND e.unit_id=d.unit_id"
     "  AND e.status='leased' AND e.chain_seq<d.chain_seq)"
     " ORDER BY d.priority, d.next_attempt_at LIMIT $6 FOR UPDATE OF d SKIP LOCKED)"
     " UPDATE deliveries d SET status='leased', attempts=d.attempts+1, lease_token=$1, lease_until=$2, worker_id=$3"
     f" FROM due WHERE d.id=due.id RETURNING {_ITEM_COLS}"
 )
+# Two statements, not one with "($9 IS NULL OR event_id=$9)": with that disjunction the ordinary
+# claim lost its plan (bench pg1, 20,000 deliveries on one instance: 557/s, against 1,420/s
+# with the two statements).
+_CLAIM = _CLAIM_SQL.format(event="")
+_CLAIM_EVENT = _CLAIM_SQL.format(event=" AND d.event_id = $9")
 
 
 async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker_id: str,
@@ -178,8 +182,11 @@ async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker
         await sweep(c, now)
     if limit <= 0:
         return []
-    rows = await c.fetch(_CLAIM, token, now + lease_for, worker_id, now, list(exclude), limit, min_priority,
-                         max_priority, event_id)
+    args = (token, now + lease_for, worker_id, now, list(exclude), limit, min_priority, max_priority)
+    if event_id is None:
+        rows = await c.fetch(_CLAIM, *args)
+    else:
+        rows = await c.fetch(_CLAIM_EVENT, *args, event_id)
     return [common.item_from_row(as_dict(r)) for r in rows]
 
 
