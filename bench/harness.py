@@ -239,7 +239,8 @@ class Bench:
     async def run_case(self, case: Case, repeats: int) -> dict[str, Any]:
         result: dict[str, Any] = {"title": case.title, "deliveries": case.deliveries, "repeats": repeats,
                                   "fail_rate": case.fail_rate, "dispatch": case.dispatch,
-                                  "store": case.store, "instances": case.instances,
+                                  "store": case.store, "instances": case.instances, "kind": case.kind,
+                                  "unreachable": case.unreachable,
                                   "gateway_runs": [], "bare_runs": []}
         if case.store != "postgres":
             return await self._run_case(case, repeats, result, None, None)

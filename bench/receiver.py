@@ -19,6 +19,9 @@ Control routes (all under `/_bench/`, never counted as deliveries):
 - `GET /_bench/tag?name=N&arrived=K&answered=M&inflight=F&timeout=T`: answer the tag's counts
   once at least K of its requests arrived, M were answered and F are in flight.
 
+A request without a webhook-id (Alertmanager, Apprise: `bench.compare`) is recorded under
+`<path>#<sha1 of the body>` instead, so a retry is the same delivery and distinct ones differ.
+
 `reset` forgets the tags too. Tags serve the queue cases (`priority`, `memory`): slowness keyed
 on the body, so one event's deliveries are slow and another's fast on the same URLs.
 """

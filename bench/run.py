@@ -10,12 +10,15 @@ the gateway daemon (`python -m gateway run`, one per case, fresh SQLite file, du
 The `pg1`/`pg2`/`pg3` cases run 1, 2 or 3 daemons on one fresh PostgreSQL database (created
 and dropped by `bench.cluster`), the event POSTed to the first; CPU is summed over all daemons,
 and the run's CPU is split into daemons / PostgreSQL / receiver / harness / rest of the machine.
+The queue cases (`priority`, `memory`, `memory_down`: bench.queued) have no bare side; the
+optional comparisons (`alertmanager`, `apprise`: bench.compare) run where installed.
 """
 
 # Entry point only (flags, the case loop, the JSON and stdout); the pieces: bench.cases (cases,
 # statistics), bench.harness (`Bench`: runs one case), bench.children (receiver and bare-loop
 # processes), bench.report (the run's record, Markdown tables), bench.profiling (py-spy, log digest),
-# bench.cluster (PostgreSQL scale-out), bench.procstat (/proc).
+# bench.cluster (PostgreSQL scale-out), bench.procstat (/proc), bench.queued (priority, memory),
+# bench.compare (Alertmanager, Apprise).
 
 from __future__ import annotations
 
@@ -113,15 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats (whole run about 3-4 minutes, PostgreSQL cases included)")
     parser.add_argument("--cases", nargs="+", choices=[*CASES, *OPTIONAL], default=None,
-                        help="cases to run (default: all but the pg*_2k variants and the queue cases priority and"
-                             " memory; alertmanager and apprise where installed)")
+                        help="cases to run (default: all but the pg*_2k variants; alertmanager and apprise where"
+                             " installed)")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats of every case")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--profile", action="store_true",
                         help="after the measured runs, one extra gateway run under py-spy (tp20k by default)")
     parser.add_argument("--profile-gil", action="store_true",
                         help="sample only the thread holding the GIL (Python CPU), not every busy thread")
-    parser.add_argument("--profile-cases", nargs="+", default=["tp20k"], choices=list(CASES))
+    parser.add_argument("--profile-cases", nargs="+", default=["tp20k"],
+                        choices=[name for name, c in CASES.items() if c.kind == "fanout"])
     parser.add_argument("--set", type=config_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override a daemon config key for every case, e.g. store.synchronous=NORMAL"
                              " (for experiments; the reference figures use the defaults)")
