@@ -97,6 +97,12 @@ class RateLimited(Transient):
     """The provider throttled us (429 and kin); usually carries `retry_after`."""
 
 
+class Deferred(Transient):
+    """The adapter declined to try (an open circuit breaker): nothing reached the provider, so
+    the outbox hands the delivery back without spending an attempt and retries after
+    `retry_after`."""
+
+
 class Permanent(DeliveryError):
     """Do not retry this destination: invalid number, 4xx, unsubscribed."""
 

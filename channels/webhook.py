@@ -21,6 +21,7 @@ from yarl import URL
 
 from channels.base import (
     Capabilities,
+    Deferred,
     DeliveryError,
     Destination,
     FailureReason,
@@ -40,6 +41,8 @@ _MAX_PROVIDER_REF = 200
 # A receiver's response body is read (to keep the connection reusable) but never needed; past
 # this much we stop reading and let aiohttp drop the connection instead.
 _MAX_DRAIN_BYTES = 64 * 1024
+# While a half-open circuit's probe is in flight, other sends to the origin wait this long.
+_PROBE_WAIT = 1.0
 # 408 Request Timeout and 425 Too Early say "try again" although they are 4xx (RFC 9110, 8470).
 _RETRYABLE_4XX = frozenset({408, 425})
 
@@ -71,16 +74,18 @@ class _Breaker:
         """Let a request through; True when it is the half-open probe.
 
         Raises:
-            Transient: the circuit is open, or half-open with its probe still in flight.
+            Deferred: the circuit is open, or half-open with its probe still in flight (nothing
+                is sent, so the outbox does not count an attempt).
         """
         circuit = self._circuits.setdefault(origin, _Circuit())
         if circuit.open_until is None:
             return False
         remaining = circuit.open_until - self._clock()
         if remaining > 0:
-            raise Transient(FailureReason.CONNECTION, f"circuit open for {origin}", retry_after=remaining)
+            raise Deferred(FailureReason.CONNECTION, f"circuit open for {origin}", retry_after=remaining)
         if circuit.probing:
-            raise Transient(FailureReason.CONNECTION, f"circuit half-open for {origin}, probe in flight")
+            raise Deferred(FailureReason.CONNECTION, f"circuit half-open for {origin}, probe in flight",
+                           retry_after=_PROBE_WAIT)
         circuit.probing = True
         return True
 
@@ -101,6 +106,10 @@ class _Breaker:
             circuit.failures += 1
             if circuit.open_until is None and circuit.failures >= self._threshold:
                 circuit.open_until = self._clock() + self._cooldown
+
+    @property
+    def cooldown(self) -> float:
+        return self._cooldown
 
     def known(self) -> int:
         return len(self._circuits)
@@ -182,8 +191,8 @@ class WebhookChannel:
             Permanent: invalid URL (INVALID_RECIPIENT), 401/403 (AUTH), other 4xx (CLIENT_ERROR).
             Misconfigured: the endpoint answered 410 Gone, now or earlier.
             RateLimited: 429, with `retry_after` from the Retry-After header when given.
-            Transient: 408/425/5xx (SERVER_ERROR), timeout (TIMEOUT), network failure or an
-                open circuit (CONNECTION).
+            Transient: 408/425/5xx (SERVER_ERROR), timeout (TIMEOUT), network failure (CONNECTION).
+            Deferred: the origin's circuit is open (CONNECTION); nothing was sent.
             RuntimeError: called after `aclose()`.
         """
         if self._closed:
@@ -208,6 +217,11 @@ class WebhookChannel:
             # Only silence (timeouts, refused connections) counts towards opening the circuit: a
             # 5xx answered, and the outbox's backoff already spaces the retries to it.
             alive = None if exc.reason is FailureReason.SERVER_ERROR else False
+            if probe and alive is False:
+                # A failed probe goes to the back of the line: the next probe is another
+                # delivery's, so one unlucky message does not spend all its attempts probing.
+                raise Transient(exc.reason, exc.detail,
+                                retry_after=self._breaker.cooldown + _PROBE_WAIT) from None
             raise
         except DeliveryError as exc:
             # A 4xx still proves the endpoint is up; a URL aiohttp refused proves nothing.

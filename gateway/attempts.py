@@ -4,8 +4,8 @@ and when; this module decides what each answer means.
 
 Failure handling follows the adapters' error classes: a transient error is retried on the
 backoff schedule within the delivery's attempts and deadline; a permanent one fails the
-delivery (and runs the fallback hook); bad credentials pause the whole channel without
-spending the attempt.
+delivery (and runs the fallback hook); bad credentials pause the whole channel, and an open
+circuit defers the endpoint, both without spending the attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.base import (
     Channel,
+    Deferred,
     DeliveryError,
     Destination,
     FailureReason,
@@ -37,6 +38,8 @@ log = get_logger("gateway.dispatcher")
 FailureHook = Callable[[OutboxItem, DeliveryError], Awaitable[None]]
 MetaBuilder = Callable[[OutboxItem], Mapping[str, str]]
 Recorder = Callable[..., None]  # (item, kind, **outcome fields): queue the outcome for the store
+Deferrer = Callable[[str, float, str], None]  # (endpoint key, until, why): keep it out of claims
+DEFER_DEFAULT = 1.0  # seconds, when a Deferred names no retry_after
 
 
 @dataclass
@@ -62,13 +65,14 @@ class Attempts:
     """Runs attempts for the dispatcher; every attempt ends in exactly one recorded outcome."""
 
     def __init__(self, channels: dict[str, ChannelSlot], metrics: Metrics, backoff: Backoff, *,
-                 clock: Callable[[], float], record: Recorder, meta: MetaBuilder,
+                 clock: Callable[[], float], record: Recorder, defer: Deferrer, meta: MetaBuilder,
                  on_failed: FailureHook | None) -> None:
         self.channels = channels
         self.metrics = metrics
         self.backoff = backoff
         self.clock = clock
         self.record = record
+        self.defer = defer
         self.meta = meta
         self.on_failed = on_failed
         self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
@@ -122,10 +126,19 @@ class Attempts:
         return series
 
     async def _failed(self, item: OutboxItem, slot: ChannelSlot, exc: DeliveryError) -> None:
+        now = self.clock()
+        if isinstance(exc, Deferred):
+            # Nothing was sent (an open circuit): hand the delivery back with its attempt
+            # refunded, and keep the endpoint out of claims until then, or a dead receiver
+            # would burn every queued delivery's attempts without one request reaching it.
+            # Its deadline still applies: the sweep expires it, with a reason, if time runs out.
+            until = now + (exc.retry_after if exc.retry_after is not None else DEFER_DEFAULT)
+            self.record(item, OutcomeKind.RELEASE, next_at=until, error=exc.detail, reason=exc.reason.value)
+            self.defer(item.endpoint_key, until, exc.detail)
+            return
         bound = _bound(item)
         m = self.metrics
         m.failures.labels(item.channel, exc.reason.value).inc()
-        now = self.clock()
         if isinstance(exc, Misconfigured) and exc.reason is FailureReason.AUTH:
             # our credentials are wrong: stop the channel, keep the delivery (attempt refunded)
             slot.paused_until = now + slot.pause_for

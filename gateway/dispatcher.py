@@ -68,8 +68,9 @@ class Dispatcher:
         self._quiet_until = 0.0  # nothing due before this, unless woken (see `_quiet`)
         self.lease_for = lease_for
         self.clock = clock
+        self._deferred: dict[str, float] = {}  # endpoint key -> not claimed before (open circuit)
         self.attempts = Attempts(channels, metrics, self.backoff, clock=clock, record=self._record,
-                                 meta=meta or (lambda item: {}), on_failed=on_failed)
+                                 defer=self._defer, meta=meta or (lambda item: {}), on_failed=on_failed)
         self.on_finished = on_finished
         self.worker_id = worker_name()
         self._wake = asyncio.Event()
@@ -185,7 +186,19 @@ class Dispatcher:
     def _excluded(self, now: float) -> list[str]:
         out = [k for k, n in self._by_key.items() if n >= self._limit_for(k)]
         out += [name for name, s in self.channels.items() if s.paused_until > now]
+        if self._deferred:
+            for key, until in list(self._deferred.items()):
+                if until > now:
+                    out.append(key)
+                else:
+                    del self._deferred[key]
         return out
+
+    def _defer(self, key: str, until: float, why: str) -> None:
+        """Claim nothing for `key` before `until` (its channel refused to try: open circuit)."""
+        if key not in self._deferred:
+            log.warning("endpoint_deferred", endpoint=key, until=round(until, 3), detail=why)
+        self._deferred[key] = max(until, self._deferred.get(key, 0.0))
 
     def _limit_for(self, key: str) -> int:
         slot = self.channels.get(key.split(":", 1)[0])

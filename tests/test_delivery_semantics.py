@@ -132,3 +132,39 @@ async def test_port_closed_receiver_is_retried_then_fails(daemon_factory: Daemon
     assert {x["status"] for x in body["deliveries"]} == {"failed"}
     assert all(x["attempts"] == 3 and x["reason"] == "connection" for x in body["deliveries"])
     assert all("gave up after 3 attempts" in x["last_error"] for x in body["deliveries"])
+
+
+async def test_open_circuit_defers_without_spending_attempts(daemon_factory: DaemonFactory) -> None:
+    """A receiver that is down for a while: once its circuit opens, queued deliveries wait for it
+    instead of burning their attempts on refusals, and all arrive when it comes back."""
+    from tests.conftest import WEBHOOK_SECRET
+
+    port = free_port()
+    cfg = {
+        "roster": {"extra_contacts": {"*": [{"url": f"http://127.0.0.1:{port}/hook/{{unit_id}}"}]}},
+        "channels": {"webhook": {"enabled": True, "timeout": 1.0, "breaker_threshold": 2,
+                                 "breaker_cooldown": 0.5},
+                     "twilio": {"enabled": False}},
+        "dispatch": {"backoff_initial": 0.05, "backoff_max": 0.2},
+        "sandbox": {"enabled": False},
+    }
+    # 4 attempts at 0.05-0.2 s apart would all be spent well within the outage below
+    policy = {**ALL_ROLES_POLICY, "max_attempts": {"webhook": 4}}
+    d = await daemon_factory(cfg, policy)
+    await d.call("POST", "/v1/events", json_body={"type": "notice", "headline": "测试", "id": "outage"})
+    await asyncio.sleep(3.0)  # refused connections open the circuit; probes keep failing
+    status, body = await d.call("GET", "/v1/events/outage", token="reader")
+    failed = [x for x in body["deliveries"] if x["status"] == "failed"]
+    assert status == 200 and not failed, [(x["attempts"], x["last_error"]) for x in failed]
+    late = Receiver(WEBHOOK_SECRET)
+    await late.start(port=port)
+    try:
+        body = await d.wait_event("outage", all_terminal, timeout=30)
+        assert {x["status"] for x in body["deliveries"]} == {"delivered"}
+        assert len(late.delivered_ids()) == len(body["deliveries"]) == 40
+        # refusals were not counted: only real requests (refused connections, probes, the send
+        # that got through) are attempts
+        assert sum(x["attempts"] for x in body["deliveries"]) < 40 * 4
+    finally:
+        await late.stop()
+    assert any(e.get("event") == "endpoint_deferred" for e in d.log_events())

@@ -15,6 +15,7 @@ import pytest
 
 from channels.base import (
     Channel,
+    Deferred,
     DeliveryError,
     Destination,
     FailureReason,
@@ -277,7 +278,8 @@ async def test_breaker_opens_short_circuits_and_half_opens(
     assert channel.open_circuits() == [origin] and not channel.is_up()
 
     err = await failure(channel, url, key="b")
-    assert (type(err), err.reason, err.retry_after) == (Transient, FailureReason.CONNECTION, 30.0)
+    # Deferred: nothing was sent, so the outbox refunds the attempt and waits out the cooldown
+    assert (type(err), err.reason, err.retry_after) == (Deferred, FailureReason.CONNECTION, 30.0)
     assert "circuit open" in err.detail
     clock.advance(29.5)
     assert (await failure(channel, url, key="c")).retry_after == pytest.approx(0.5)
@@ -285,7 +287,9 @@ async def test_breaker_opens_short_circuits_and_half_opens(
     assert len(receiver.received) == 3  # short-circuited sends made no request
 
     clock.advance(0.5)  # half-open: the probe times out too and re-opens the circuit
-    assert (await failure(channel, url, key="probe-1", within=0.1)).reason is FailureReason.TIMEOUT
+    probe_err = await failure(channel, url, key="probe-1", within=0.1)
+    assert (type(probe_err), probe_err.reason) == (Transient, FailureReason.TIMEOUT)
+    assert probe_err.retry_after == 31.0  # behind the next probe (cooldown + 1 s), not first in line
     assert (await failure(channel, url, key="d")).retry_after == 30.0
     clock.advance(30)
     await send(channel, url, key="probe-2")  # success closes it
@@ -306,7 +310,8 @@ async def test_half_open_lets_exactly_one_probe_through(
     probe = asyncio.create_task(send(channel, receiver.url("/p"), key="probe"))
     await receiver.wait_for(lambda r: r.in_flight == 1, timeout=5)
     err = await failure(channel, receiver.url("/p"), key="second")
-    assert err.reason is FailureReason.CONNECTION and "half-open" in err.detail
+    assert isinstance(err, Deferred) and err.reason is FailureReason.CONNECTION and "half-open" in err.detail
+    assert err.retry_after == 1.0
     assert (await probe).final and channel.is_up()
 
 
