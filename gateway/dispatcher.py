@@ -283,11 +283,16 @@ class Dispatcher:
             return
         timeout = 1.0
         nxt = await self.store.next_due_at()
-        if nxt is not None:
-            # due work we did not claim is excluded (busy endpoint, paused channel): poll gently
-            timeout = min(timeout, max(0.05, nxt - self.clock()))
-        if timeout > 0:
-            await self._wait(timeout)
+        now = self.clock()
+        if nxt is not None and nxt > now:
+            timeout = min(timeout, nxt - now)
+        # Work already due that the last claim left is excluded: a busy endpoint (a completion
+        # wakes us), or a paused channel or an open circuit, which end at known times. Polling
+        # for it sooner would only rescan the excluded rows (100,000 behind a dead receiver).
+        for until in (*self._deferred.values(), *(s.paused_until for s in self.channels.values())):
+            if until > now:
+                timeout = min(timeout, until - now)
+        await self._wait(max(timeout, 0.01))
         self._wake.clear()
 
     async def _wait_wake(self, timeout: float) -> None:
