@@ -182,6 +182,18 @@ async def test_record_event_hands_off_leased_deliveries_of_that_event_only(store
     assert no_room == [] and await status_of(store, "e3-u1") == ("pending", None, 0)
 
 
+async def test_defer_endpoint_moves_only_that_endpoints_queued_rows(store: Store) -> None:
+    await store.record_event(ev(), [dl("dead-1", "u1", key="webhook:dead"), dl("dead-2", "u2", key="webhook:dead"),
+                                    dl("dead-late", "u3", key="webhook:dead", not_before=T0 + 100),
+                                    dl("live", "u4", key="webhook:live")], [])
+    held = await claim(store, limit=1, exclude=["webhook:live"])  # dead-1 in flight: not moved
+    assert list(held) == ["dead-1"]
+    assert await store.defer_endpoint("webhook:dead", T0 + 30) == 1  # dead-2; dead-late is later
+    assert set(await claim(store, now=T0 + 1)) == {"live"}  # dead-2 is not due any more
+    assert await status_of(store, "dead-2") == ("pending", None, 0)  # no attempt spent
+    assert set(await claim(store, now=T0 + 30)) == {"dead-2"}
+
+
 async def test_chain_order_waits_for_the_earlier_leased_message(store: Store) -> None:
     await store.record_event(ev("o1"), [dl("o-u1", "u1"), dl("o-u2", "u2")], [ack()])
     held = await claim(store, limit=1)

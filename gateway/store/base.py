@@ -219,6 +219,12 @@ class Store(Protocol):
         """When the earliest pending delivery becomes due (None: nothing pending)."""
         ...
 
+    async def defer_endpoint(self, endpoint_key: str, until: float) -> int:
+        """Make the endpoint's pending deliveries due no sooner than `until` (its channel
+        refuses to try before then: an open circuit); returns how many moved. Attempts are
+        untouched. Spares every claim in between a scan over rows it could not take."""
+        ...
+
     async def get_event(self, event_id: str) -> dict[str, Any]:
         """The event with summary and deliveries. Raises UnknownEvent."""
         ...

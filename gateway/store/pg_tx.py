@@ -174,6 +174,12 @@ _CLAIM = _CLAIM_SQL.format(event="")
 _CLAIM_EVENT = _CLAIM_SQL.format(event=" AND d.event_id = $9")
 
 
+async def defer_endpoint(c: Conn, endpoint_key: str, until: float) -> int:
+    return affected(await c.execute(
+        "UPDATE deliveries SET next_attempt_at=$1 WHERE status='pending' AND endpoint_key=$2"
+        " AND next_attempt_at<$1", until, endpoint_key))
+
+
 async def claim_due(c: Conn, *, now: float, limit: int, lease_for: float, worker_id: str,
                     exclude: Sequence[str], token: str, do_sweep: bool = True,
                     min_priority: int | None = None, max_priority: int | None = None,

@@ -175,6 +175,9 @@ class PostgresStore:
             return []
         return await self._run(lambda c: tx_.finish(c, outcomes))
 
+    async def defer_endpoint(self, endpoint_key: str, until: float) -> int:
+        return await self._run(lambda c: tx_.defer_endpoint(c, endpoint_key, until))
+
     async def next_due_at(self) -> float | None:
         return await self._run(tx_.next_due_at)
 

@@ -227,6 +227,11 @@ class SqliteStore:
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
         return await self._run(lambda c: tx_.finish(c, outcomes))
 
+    async def defer_endpoint(self, endpoint_key: str, until: float) -> int:
+        return await self._run(lambda c: c.execute(
+            "UPDATE deliveries SET next_attempt_at=? WHERE status='pending' AND endpoint_key=?"
+            " AND next_attempt_at<?", (until, endpoint_key, until)).rowcount)
+
     async def next_due_at(self) -> float | None:
         def q(c: sqlite3.Connection) -> float | None:
             row = c.execute(
