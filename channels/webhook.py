@@ -9,6 +9,7 @@ outbox does that.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -325,6 +326,7 @@ class WebhookChannel:
         raise Permanent(FailureReason.CLIENT_ERROR, f"HTTP {status} from {where}")
 
 
+@functools.lru_cache(maxsize=4096)  # a roster has a few hundred URLs; each send parsed its own
 def _parse_target(address: str) -> _Target:
     """Split a webhook URL into the keys the channel isolates on.
 
