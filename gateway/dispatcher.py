@@ -234,6 +234,17 @@ class Dispatcher:
         # a few slots stay reserved for urgent work (an actual red warning): however much lower
         # priority work is queued or slow, the first red delivery leaves at once
         low_free = min(free, self.concurrency - self._reserve - self._low_inflight - self._held)
+        # held while the claim is out, so an intake hand-off meanwhile cannot promise them too
+        self._held += free
+        try:
+            items, drained = await self._claim_for(now, free, low_free, exclude)
+        finally:
+            self._held -= free
+        self._start(items, now)
+        return len(items) > 0 and len(items) == free, drained
+
+    async def _claim_for(self, now: float, free: int, low_free: int, exclude: list[str]
+                         ) -> tuple[list[OutboxItem], bool]:
         drained = not exclude  # with endpoints excluded (busy, paused) a completion may free work
         if low_free >= free:
             items = await self.store.claim_due(now=now, limit=free, lease_for=self.lease_for,
@@ -251,8 +262,7 @@ class Dispatcher:
             # lower-priority work held back by the reserve is still queued: not drained
             drained = drained and len(items) < free and len(low) < low_limit
             items += low
-        self._start(items, now)
-        return len(items) > 0 and len(items) == free, drained
+        return items, drained
 
     def _start(self, items: list[OutboxItem], now: float) -> None:
         overflow: list[Outcome] = []
