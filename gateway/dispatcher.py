@@ -28,11 +28,6 @@ __all__ = ["URGENT", "ChannelSlot", "Dispatcher", "worker_name"]
 
 log = get_logger("gateway.dispatcher")
 
-# How long the outcome flusher waits for the rest of a burst while sends are in flight: one
-# transaction for a fan-out's outcomes instead of one per few, and none competing with the
-# sends for the interpreter. The cost: outcomes stay unrecorded up to this long (a crash then
-# repeats those sends, which at-least-once and `webhook-id` allow).
-FLUSH_LINGER = 0.005
 URGENT = 0  # delivery priority of actual red warnings (policy `priority`; drills add 10)
 
 
@@ -79,8 +74,6 @@ class Dispatcher:
         self._tasks: dict[asyncio.Task[None], OutboxItem] = {}
         self._by_key: dict[str, int] = {}
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._none_inflight = asyncio.Event()
-        self._none_inflight.set()
 
     # ---- control
     def wake(self) -> None:
@@ -281,7 +274,6 @@ class Dispatcher:
             task = asyncio.create_task(self.attempts.send(item))
             self._tasks[task] = item
             task.add_done_callback(self._done)
-            self._none_inflight.clear()
         for o in overflow:
             self._outcomes.put_nowait(o)
 
@@ -295,8 +287,6 @@ class Dispatcher:
                 self._by_key.pop(item.endpoint_key, None)
             else:
                 self._by_key[item.endpoint_key] = n
-        if not self._tasks:
-            self._none_inflight.set()
         self._wake.set()
 
     async def _quiet(self) -> None:
@@ -351,9 +341,6 @@ class Dispatcher:
     async def _flush_loop(self) -> None:
         while True:
             first = await self._outcomes.get()
-            if self._tasks and first.item_id:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._none_inflight.wait(), FLUSH_LINGER)
             batch = [first]
             while not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
