@@ -166,6 +166,19 @@ async def test_logs_carry_ids_and_never_secrets(receiver: Receiver, daemon_facto
     for e in attempts:
         assert {"event_id", "delivery_id", "unit_id", "channel", "attempt"} <= set(e), e
     assert any(e["event"] == "delivery_attempt_failed" and e["unit_id"] == "township_xiacun" for e in attempts)
+    # at the default level a success is recorded by the store and the metrics, not by a line
+    assert not any(e["event"] == "delivery_attempt_succeeded" for e in attempts)
+
+
+async def test_log_level_debug_adds_a_line_per_successful_attempt(
+        receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory(webhook_config(receiver, log_level="debug"), ALL_ROLES_POLICY)
+    await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "debug-1"})
+    await d.wait_event("debug-1", lambda b: b["summary"]["by_status"] == {"delivered": 40})
+    await d.stop()
+    ok = [e for e in d.log_events() if e.get("event") == "delivery_attempt_succeeded"]
+    assert len(ok) == 40
+    assert all({"event_id", "delivery_id", "unit_id", "channel", "attempt"} <= set(e) for e in ok)
 
 
 async def _wait_log(d: Any, event: str, timeout: float = 10.0) -> None:

@@ -12,6 +12,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from channels.base import (
     Channel,
@@ -431,3 +432,28 @@ async def test_receiver_runs_as_a_process(channel: WebhookChannel) -> None:
     assert proc.returncode == 0
     stats = json.loads(out.decode().split("STATS ", 1)[1])
     assert stats == {"received": 1, "delivered": 1, "duplicates": 0, "statuses": {"200": 1}}
+
+
+async def test_a_receivers_cookies_are_never_sent_back(channel: WebhookChannel) -> None:
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        resp = web.Response(status=200)
+        resp.set_cookie("session", "from-the-receiver")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        for i in range(2):
+            # a host name, not an IP: aiohttp's default jar refuses cookies from IP addresses
+            await send(channel, f"http://localhost:{port}/hook", key=f"c{i}")
+    finally:
+        await runner.cleanup()
+    assert seen == [None, None]  # each POST stands alone: no cookie jar
