@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["Event", "EventType", "Level", "Status", "ValidationError", "body_hash", "new_event_id"]
 
@@ -54,6 +55,24 @@ ENDING_TYPES = frozenset({EventType.WARNING_LIFTED, EventType.ADVISORY_CANCELLED
 
 _Strict = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
+# RFC 3339 date-time with a mandatory offset. pydantic's lax mode would also read a number (or a
+# string of digits) as seconds since 1970, and a bare date as midnight: a typo must not become a
+# valid timestamp, so only this shape gets through to pydantic's parser.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_TIMESTAMP_HINT = "must be an RFC 3339 timestamp string with a time zone offset, e.g. 2026-01-10T12:00:00+08:00"
+
+
+def _rfc3339(value: object) -> object:
+    """Let datetimes (from the CAP reader) and RFC 3339 strings through; raises ValueError otherwise."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value.strip()):
+        raise ValueError(_TIMESTAMP_HINT)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+
 
 class Measure(BaseModel):
     model_config = _Strict
@@ -85,8 +104,8 @@ class Event(BaseModel):
     status: Status = Status.ACTUAL
     supersedes: str | None = Field(default=None, min_length=1, max_length=128)
     area: str = Field(default="泽州县", max_length=100)
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
     headline: str | None = Field(default=None, max_length=200)
     body: str | None = Field(default=None, max_length=2000)
     measures: tuple[Measure, ...] = Field(default=(), max_length=50)
@@ -97,7 +116,7 @@ class Event(BaseModel):
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
-            raise ValueError("must be an RFC 3339 timestamp with a time zone offset")
+            raise ValueError(_TIMESTAMP_HINT)
         return v
 
     @model_validator(mode="after")
