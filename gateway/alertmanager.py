@@ -239,7 +239,7 @@ def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "
 
 async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str) -> AlertResult:
     try:
-        status, _ = await gw.submit(event, source="alertmanager", principal=principal)
+        status, _ = await gw.submit(event, source="alertmanager", principal=principal, machine=True)
     except ApiError as exc:
         if exc.status != 409:
             raise

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _Strict = ConfigDict(extra="forbid")
 
@@ -218,6 +218,34 @@ class CapCfg(BaseModel):
     level_values: dict[str, LevelName] = Field(default_factory=lambda: dict(_LEVEL_WORDS))
     # CAP <severity> (Extreme, Severe, Moderate, Minor) when no colour parameter is present
     severity_levels: dict[str, LevelName] = Field(default_factory=lambda: dict(_SEVERITY_LEVELS))
+    # Our remit: GB/T 2260 geocodes (a province or city code covers us too) or area names; empty = any
+    areas: list[str] = Field(default_factory=list)
+    # CAP categories, eventCode values or words of <event> we act on; empty = any
+    event_kinds: list[str] = Field(default_factory=list)
+    # PEM files with the signers' certificates: with any, an enveloped XML signature must verify
+    trusted_certs: list[str] = Field(default_factory=list)
+    require_signature: bool = False  # unsigned CAP is refused (needs trusted_certs)
+
+    @model_validator(mode="after")
+    def _signatures(self) -> CapCfg:
+        if self.require_signature and not self.trusted_certs:
+            raise ValueError("require_signature needs trusted_certs to verify against")
+        return self
+
+
+class CapFeedCfg(BaseModel):
+    """An Atom or RSS index of CAP messages that the gateway polls (a warning platform's feed)."""
+
+    model_config = _Strict
+    url: str = Field(pattern=r"^https?://")
+    interval: float = Field(default=60.0, ge=0.05)  # seconds between polls
+    sender: str = Field(min_length=1, max_length=100)  # who the feed's messages are recorded as from
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class IntakeCfg(BaseModel):
+    model_config = _Strict
+    cap_feeds: list[CapFeedCfg] = Field(default_factory=list)
 
 
 class AlertRuleCfg(BaseModel):
@@ -256,6 +284,7 @@ class Config(BaseModel):
     channels: ChannelsCfg = ChannelsCfg()
     sandbox: SandboxCfg = SandboxCfg()
     cap: CapCfg = CapCfg()
+    intake: IntakeCfg = IntakeCfg()
     alertmanager: AlertmanagerCfg = AlertmanagerCfg()
     embedded_default: bool = False
 
@@ -276,6 +305,10 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
         sec = data.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str) and not Path(sec[key]).is_absolute():
             sec[key] = str(base / sec[key])
+    cap = data.get("cap")
+    if isinstance(cap, dict) and isinstance(cap.get("trusted_certs"), list):
+        cap["trusted_certs"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p
+                                for p in cap["trusted_certs"]]
 
 
 def load_config(path: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> Config:

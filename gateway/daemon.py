@@ -105,15 +105,18 @@ class Gateway:
                          {"roster_version": self.runtime.roster.version, "policy_version": self.runtime.policy.version})
 
     # ---- intake
-    async def submit(self, event: Event, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
-        """Plan and durably record an event; (202, answer), or (200, answer) for a replay.
+    async def submit(self, event: Event, *, source: str, principal: str, origin: dict[str, Any] | None = None,
+                     warnings: list[str] | None = None, machine: bool = False) -> tuple[int, dict[str, Any]]:
+        """Plan and durably record an event; (202, answer), or (200, answer) for a replay
+        (see gateway.intake.submit for `origin`, `warnings` and `machine`).
 
         Raises:
             gateway.api.errors.ApiError: 409 conflict, 422 unknown audience/supersedes/over budget.
         """
         from gateway.intake import submit
 
-        return await submit(self, event, source=source, principal=principal)
+        return await submit(self, event, source=source, principal=principal, origin=origin, warnings=warnings,
+                            machine=machine)
 
     async def audit(self, principal: str, action: str, subject: str, detail: dict[str, Any]) -> None:
         """Append to the tamper-evident audit trail (hash chain)."""

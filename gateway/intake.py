@@ -13,7 +13,7 @@ from contacts.resolver import UnknownAudience
 from gateway.api.errors import ApiError
 from gateway.daemon import new_event, utcnow
 from gateway.dispatcher import URGENT
-from gateway.events import Event, new_event_id
+from gateway.events import ENDING_TYPES, Event, EventType, new_event_id
 from gateway.logs import get as get_logger
 from gateway.render import RenderError
 from gateway.store.base import Duplicate, OutboxItem, UnknownEvent
@@ -24,14 +24,29 @@ if TYPE_CHECKING:
 log = get_logger("gateway.intake")
 
 
-async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
+async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
+                 origin: dict[str, Any] | None = None, warnings: list[str] | None = None,
+                 machine: bool = False) -> tuple[int, dict[str, Any]]:
     """Returns (202, answer) once durable, or (200, the first answer) for an identical replay.
+    `origin` (what the source said about itself: signer, references it named) is recorded in the
+    answer and the audit record; `warnings` go into the answer. With `machine` (CAP, Alertmanager)
+    a chain step whose `supersedes` is unknown starts a new chain instead of being refused, and a
+    lift of an unknown event is a recorded no-op: a system that missed the start never drops the rest.
 
     Raises:
-        ApiError: 409 same id with another body; 422 unknown audience, unknown `supersedes`,
-        or a message over the SMS budget.
+        ApiError: 409 same id with another body; 422 unknown audience, unknown `supersedes`
+        (people typing ids), or a message over the SMS budget.
     """
     rt = gw.runtime
+    warnings = list(warnings or [])
+    if machine and event.supersedes is not None and not await _known(gw, event.supersedes):
+        if event.type in ENDING_TYPES:
+            return await unknown_lift(gw, subject=event.id or event.supersedes, supersedes=event.supersedes,
+                                      kind=event.type.value, source=source, principal=principal, origin=origin)
+        warnings.append(f"supersedes names no known event ({event.supersedes}): taken as a new warning at its own "
+                        "level, starting a chain")
+        origin = {**(origin or {}), "unknown_supersedes": event.supersedes}
+        event = event.model_copy(update={"type": EventType.WARNING_ISSUED, "supersedes": None})
     event_id = event.id or new_event_id()
     accepted = utcnow()
     cap = await _cap_renderer(gw, event, event_id, accepted)
@@ -47,15 +62,18 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
         "units": len(plan.acks),
         "links": {"self": f"/v1/events/{event_id}"},
     }
-    if plan.warnings:
-        answer["warnings"] = plan.warnings
+    if plan.warnings or warnings:
+        answer["warnings"] = warnings + plan.warnings
+    if origin:
+        answer["origin"] = origin
     escalation = [s.model_dump() for s in rt.policy.model.escalation]
     record = new_event(event, event_id=event_id, source=source, principal=principal, accepted=accepted,
                        answer=answer, rt=rt, escalation=escalation)
     record = replace(record, audit={
         "type": event.type.value, "level": event.level.value if event.level else None,
         "status": event.status.value, "source": source, "body_hash": record.body_hash,
-        "deliveries": len(plan.deliveries), "roster_version": rt.roster.version})
+        "deliveries": len(plan.deliveries), "roster_version": rt.roster.version,
+        **({"origin": origin} if origin else {})})
     # the first deliveries are leased in the intake's own transaction and start at its commit
     claim = gw.dispatcher.handoff(min((d.priority for d in plan.deliveries), default=URGENT))
     leased: list[OutboxItem] = []
@@ -81,6 +99,30 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str) -> t
              status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),
              source=source, principal=principal)
     return 202, answer
+
+
+async def _known(gw: Gateway, event_id: str) -> bool:
+    try:
+        await gw.store.get_event(event_id)
+    except UnknownEvent:
+        return False
+    return True
+
+
+async def unknown_lift(gw: Gateway, *, subject: str, supersedes: str, kind: str, source: str, principal: str,
+                       origin: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """A lift or Cancel of an event the gateway never received: nothing to stop and nobody to
+    tell, so (200, answer) with nothing sent, recorded in the audit trail."""
+    warning = f"lift/cancel of an event this gateway never received ({supersedes}): recorded, nothing sent"
+    await gw.audit(principal, "unknown_lift_recorded", subject, {
+        "type": kind, "supersedes": supersedes, "source": source, **(origin or {})})
+    log.warning("unknown_lift_recorded", event_id=subject, supersedes=supersedes, source=source,
+                principal=principal)
+    answer: dict[str, Any] = {"event_id": None, "deliveries": 0, "units": 0, "recorded": subject,
+                              "warnings": [warning]}
+    if origin:
+        answer["origin"] = origin
+    return 200, answer
 
 
 async def _cap_renderer(gw: Gateway, event: Event, event_id: str, accepted: datetime) -> Callable[[], str]:

@@ -79,9 +79,14 @@ def _schemas() -> dict[str, Schema]:
             "audience": _nullable(_obj({k: _array(_str()) for k in ("roles", "groups", "units")}, closed=True)),
             "issued_by": _nullable(_obj({"org": _str(maxLength=100), "doc_no": _str(maxLength=100)}, closed=True)),
         }, ("type",), closed=True),
-        "EventAccepted": _obj({"event_id": _str(), "deliveries": _INT, "units": _INT,
-                               "links": _obj({"self": _str()}, ("self",)), "warnings": _array(_str())},
-                              ("event_id", "deliveries", "links")),
+        "EventAccepted": _obj({"event_id": _nullable(_str(description="null: a CAP Cancel of a message never "
+                                                                  "received, recorded as a no-op")),
+                               "deliveries": _INT, "units": _INT,
+                               "links": _obj({"self": _str()}, ("self",)), "warnings": _array(_str()),
+                               "origin": {"type": "object", "description": "machine intake: CAP version, sender, "
+                                          "verified signer, unknown references"},
+                               "recorded": _str(description="the no-op's audit subject")},
+                              ("event_id", "deliveries")),
         "EventSummary": _obj({
             "id": _str(), "type": _str(), "level": _nullable(_str()), "status": _str(),
             "state": {"enum": ["active", "superseded", "ended", "cancelled"]}, "supersedes": _NSTR,
@@ -96,6 +101,8 @@ def _schemas() -> dict[str, Schema]:
         }, ("id", "unit_id", "channel", "status", "attempts")),
         "EventDetail": {"allOf": [_ref("EventSummary"), _obj({
             "event": {"type": "object"}, "summary": {"type": "object"}, "units": _array({"type": "object"}),
+            "origin": {"type": ["object", "null"], "description": "machine intake: CAP version, sender, "
+                       "verified signer, unknown references"},
             "deliveries": _array(_ref("Delivery"))}, ("event", "summary", "units", "deliveries"))]},
         "PublicMessageRequest": _obj({"event_id": _str(minLength=1, maxLength=128), "text": _str(
             minLength=1, maxLength=500), "units": _array(_str(), description="a subset of the policy's public "
@@ -212,7 +219,9 @@ def _events() -> dict[str, Any]:
             {200: _ok("a CAP 1.2 alert", _str(), "application/cap+xml")}, scope="events:read",
             params=[_EVENT_ID], errors=(404,))},
         "/v1/intake/cap": {"post": _op(
-            "intakeCap", "CAP 1.2 XML -> event; hostile XML 400 `hostile_xml`, schema-invalid 422 `invalid_cap`",
+            "intakeCap", "CAP 1.2, 1.1 or 1.0 XML, signed or not -> event; hostile XML 400 `hostile_xml`, "
+            "schema-invalid 422 `invalid_cap`, 422 `bad_signature`, `signature_required`, `not_our_area`, "
+            "`not_our_event`; 200 for a replay or a Cancel of a message never received (nothing sent)",
             {202: accepted, 200: replay}, scope="events:write", errors=(*_BODY_ERRORS, 409),
             body={"required": True, "content": _content(_str(), *_CAP_TYPES, example=_CAP_EXAMPLE)})},
         "/v1/intake/alertmanager": {"post": _op(

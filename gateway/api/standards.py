@@ -1,9 +1,8 @@
-"""Standards at the edge: CAP 1.2 in (`POST /v1/intake/cap`) and out (`GET /v1/events/{id}/cap`),
+"""Standards at the edge: CAP 1.2, 1.1 and 1.0 in (`POST /v1/intake/cap`) and out (`GET /v1/events/{id}/cap`),
 Alertmanager webhooks in (`POST /v1/intake/alertmanager`)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
@@ -13,7 +12,8 @@ from gateway import alertmanager
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.auth import Principal
-from gateway.cap import CapError, check_supported, event_from_alert, find_reference, parse_cap
+from gateway.cap import CapError
+from gateway.cap_intake import as_api_error, take_cap
 from gateway.cap_out import CONTENT_TYPE, render_cap
 from gateway.store.base import UnknownEvent
 
@@ -29,21 +29,10 @@ async def intake_cap(request: web.Request) -> web.Response:
         raise ApiError(415, "unsupported_media_type",
                        f"expected application/cap+xml or application/xml, got {request.content_type}")
     raw = await request.read()
-    g = gw(request)
     try:
-        # parsing and schema validation are CPU work: keep them off the event loop
-        alert = await asyncio.to_thread(parse_cap, raw)
-        check_supported(alert)
-        ref = await find_reference(g.store, alert) if alert.msg_type != "Alert" else None
-        event = event_from_alert(alert, g.config.cap, ref)
+        status, answer = await take_cap(gw(request), raw, source="cap", principal=principal.name)
     except CapError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from exc
-    try:
-        status, answer = await g.submit(event, source="cap", principal=principal.name)
-    except ApiError as exc:
-        if exc.code == "message_too_long" and alert.info is not None:
-            exc.field = f"{alert.info.path}/description"  # name the CAP element, not the JSON field
-        raise
+        raise as_api_error(exc) from exc
     return json_response(answer, status=status)
 
 

@@ -97,6 +97,12 @@ def event_head(r: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def origin_of(answer: str) -> Any:
+    """What the source said about itself (CAP version, verified signer, references it named that
+    were unknown), kept in the stored answer by intake; None for events without it."""
+    return json.loads(answer).get("origin")
+
+
 def summarise(
     deliveries: list[dict[str, Any]], units: list[dict[str, Any]]
 ) -> dict[str, Any]:

@@ -288,6 +288,7 @@ async def event_view(c: Conn, event_id: str) -> dict[str, Any]:
     ]
     out = common.event_head(as_dict(r), data)
     out["event"] = data
+    out["origin"] = common.origin_of(r["answer"])
     out["summary"] = common.summarise(deliveries, units)
     out["units"] = units
     out["deliveries"] = deliveries

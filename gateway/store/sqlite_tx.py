@@ -164,6 +164,7 @@ def event_view(c: sqlite3.Connection, event_id: str) -> dict[str, Any]:
     ]
     out = common.event_head(r, data)
     out["event"] = data
+    out["origin"] = common.origin_of(r["answer"])
     out["summary"] = common.summarise(deliveries, units)
     out["units"] = units
     out["deliveries"] = deliveries

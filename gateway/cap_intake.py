@@ -1,0 +1,61 @@
+"""One CAP message in, from any source (`POST /v1/intake/cap`, a polled CAP feed): read it,
+check its signature and remit, find what it continues, and submit the Event."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from gateway.api.errors import ApiError
+from gateway.cap import CapError, event_id_for, parse_cap
+from gateway.cap_map import check_remit, check_supported, event_from_alert, find_reference, unknown_reference_warning
+from gateway.cap_sig import check_signature
+from gateway.events import EventType
+from gateway.intake import unknown_lift
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+__all__ = ["take_cap"]
+
+
+async def take_cap(gw: Gateway, raw: bytes, *, source: str, principal: str) -> tuple[int, dict[str, Any]]:
+    """(202, answer) for a new event, (200, answer) for a replay or a recorded no-op (a Cancel
+    of a message never received).
+
+    Raises:
+        CapError: 400 hostile/malformed XML, 422 invalid CAP, bad or missing signature, outside
+        our remit, no level, unmappable.
+        ApiError: from the submission (409 another body under the same identifier, 422 ...).
+    """
+    cfg = gw.config.cap
+    # parsing, schema validation and signature checks are CPU work: keep them off the event loop
+    alert = await asyncio.to_thread(parse_cap, raw)
+    signer = await asyncio.to_thread(check_signature, raw, alert, cfg)
+    check_supported(alert)
+    check_remit(alert, cfg)
+    origin: dict[str, Any] = {"cap_version": alert.version, "sender": alert.sender, "sent": alert.sent.isoformat()}
+    if alert.signed:
+        origin["signature"] = signer.record() if signer is not None else "unverified"
+    warnings: list[str] = []
+    ref = await find_reference(gw.store, alert) if alert.msg_type != "Alert" else None
+    if alert.msg_type != "Alert" and ref is None:
+        origin["references"] = [f"{r.sender},{r.identifier}" for r in alert.references]
+        warnings.append(unknown_reference_warning(alert))
+        if alert.msg_type == "Cancel":
+            return await unknown_lift(gw, subject=event_id_for(alert.identifier),
+                                      supersedes=event_id_for(alert.references[-1].identifier),
+                                      kind=EventType.WARNING_LIFTED.value, source=source, principal=principal,
+                                      origin=origin)
+    event = event_from_alert(alert, cfg, ref)
+    try:
+        return await gw.submit(event, source=source, principal=principal, origin=origin, warnings=warnings,
+                               machine=True)
+    except ApiError as exc:
+        if exc.code == "message_too_long" and alert.info is not None:
+            exc.field = f"{alert.info.path}/description"  # name the CAP element, not the JSON field
+        raise
+
+
+def as_api_error(exc: CapError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message, field=exc.field)
