@@ -171,6 +171,8 @@ class Gateway:
         self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))
         if "sms" in self.channels or "voice" in self.channels:
             self._tasks.append(asyncio.create_task(receipt_timeouts(self), name="receipt-timeouts"))
+        if cfg.intake.cap_feeds:
+            self._tasks.append(asyncio.create_task(self._cap_feeds(), name="cap-feeds"))
         self.ready = True
         log.info("gateway_started", url=self.base_url, store=cfg.store_url.split("@")[-1],
                  roster_units=len(self.runtime.roster.units), channels=sorted(self.channels),
@@ -188,6 +190,33 @@ class Gateway:
         for table in extra_routes():
             app.add_routes(table)
         return app
+
+    async def _cap_feeds(self) -> None:
+        from gateway.cap_feed_poller import CapFeedPoller
+
+        poller = CapFeedPoller(self.config.intake.cap_feeds, self.store, self._take_feed_entry, self.metrics,
+                               max_entry_bytes=self.config.server.max_body_bytes)
+        await poller.run()
+
+    async def _take_feed_entry(self, raw: bytes, principal: str) -> tuple[int, dict[str, Any]]:
+        """A feed entry's CAP through the same intake as `POST /v1/intake/cap`.
+
+        Raises:
+            gateway.cap_feed_poller.Refused: intake refused it (a 4xx at the HTTP intake).
+        """
+        from gateway.api.errors import ApiError
+        from gateway.cap import CapError
+        from gateway.cap_feed_poller import Refused
+        from gateway.cap_intake import take_cap
+
+        try:
+            return await take_cap(self, raw, source="cap_feed", principal=principal)
+        except CapError as exc:
+            raise Refused(exc.code, exc.message) from exc
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            raise Refused(exc.code, exc.message) from exc
 
     async def _stats_loop(self) -> None:
         while True:

@@ -46,6 +46,11 @@ class Metrics:
                                        ["state"], registry=r)
         self.channel_up = Gauge("gateway_channel_up", "0 while a circuit is open or credentials rejected",
                                 ["channel"], registry=r)
+        # CAP feeds (intake.cap_feeds), labelled by the feed's configured sender
+        self.cap_feed_entries = Counter("gateway_cap_feed_entries", "CAP feed entries taken, by outcome",
+                                        ["feed", "outcome"], registry=r)
+        self.cap_feed_errors = Counter("gateway_cap_feed_errors", "CAP feed errors (the poller goes on)",
+                                       ["feed", "kind"], registry=r)
 
     def register_channels(self, channels: Iterable[str]) -> None:
         """Create every label series for the channels so dashboards see zeros, not gaps."""

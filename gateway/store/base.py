@@ -174,7 +174,39 @@ class AckResult:
     event_status: str
 
 
-class Store(Protocol):
+@dataclass(frozen=True, slots=True, order=True)
+class FeedKey:
+    """One entry of a polled CAP feed: the feed's sender, the entry's identifier and sent time
+    (as the feed writes it). Taken at most once across restarts and instances."""
+
+    sender: str
+    identifier: str
+    sent: str
+
+
+class CapFeedEntries(Protocol):
+    """The CAP feed poller's port: which feed entries were taken, and who is taking one now."""
+
+    async def taken_feed_entries(self, keys: Sequence[FeedKey]) -> set[FeedKey]:
+        """The keys among `keys` whose entries were taken (finished) already."""
+        ...
+
+    async def claim_feed_entry(self, key: FeedKey, *, holder: str, at: float, lease_for: float) -> bool:
+        """True when `holder` may take the entry now: nobody took or holds it, or another holder's
+        claim is older than `lease_for` seconds (it crashed). False when taken or held."""
+        ...
+
+    async def finish_feed_entry(self, key: FeedKey, *, holder: str, at: float, outcome: str,
+                                event_id: str | None) -> None:
+        """Record the entry as taken, with what became of it (`accepted`, `replayed`, `refused:<code>`)."""
+        ...
+
+    async def release_feed_entry(self, key: FeedKey, *, holder: str) -> None:
+        """Give up `holder`'s claim (a transient failure): the entry is tried again on a later poll."""
+        ...
+
+
+class Store(CapFeedEntries, Protocol):
     """Durable state of the gateway."""
 
     async def open(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from gateway.store import common
+from gateway.store import feeds as feeds_
 from gateway.store import pg_acks as acks_
 from gateway.store import pg_flow as flow_
 from gateway.store import pg_schema as schema_
@@ -22,6 +23,7 @@ from gateway.store import pg_tx as tx_
 from gateway.store.base import (
     AckResult,
     Claim,
+    FeedKey,
     NewEvent,
     OutboxItem,
     OutboxStats,
@@ -268,3 +270,32 @@ class PostgresStore:
 
     async def expire_public(self, *, now: float) -> list[str]:
         return await self._run(lambda c: flow_.expire_public(c, now))
+
+    # ---- CAP feed entries (port CapFeedEntries)
+    async def taken_feed_entries(self, keys: Sequence[FeedKey]) -> set[FeedKey]:
+        async def q(c: Conn) -> set[FeedKey]:
+            out: set[FeedKey] = set()
+            for sender in {k.sender for k in keys}:
+                out |= feeds_.taken_of(await c.fetch(feeds_.PG["taken"], sender), keys)
+            return out
+
+        return await self._run(q)
+
+    async def claim_feed_entry(self, key: FeedKey, *, holder: str, at: float, lease_for: float) -> bool:
+        async def q(c: Conn) -> bool:
+            return (await c.execute(feeds_.PG["claim"], *feeds_.claim_args(key, holder, at, lease_for))).endswith(" 1")
+
+        return await self._run(q)
+
+    async def finish_feed_entry(self, key: FeedKey, *, holder: str, at: float, outcome: str,
+                                event_id: str | None) -> None:
+        async def q(c: Conn) -> None:
+            await c.execute(feeds_.PG["finish"], *feeds_.finish_args(key, holder, at, outcome, event_id))
+
+        await self._run(q)
+
+    async def release_feed_entry(self, key: FeedKey, *, holder: str) -> None:
+        async def q(c: Conn) -> None:
+            await c.execute(feeds_.PG["release"], *feeds_.release_args(key, holder))
+
+        await self._run(q)

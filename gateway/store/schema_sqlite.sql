@@ -129,3 +129,18 @@ CREATE TABLE IF NOT EXISTS public_messages (
     decided_at REAL,
     dispatch_event_id TEXT
 );
+
+-- CAP feed entries taken (or being taken) by the feed poller: each at most once across restarts
+-- and instances (FeedKey: the feed's sender, the entry's identifier and sent time).
+CREATE TABLE IF NOT EXISTS cap_feed_entries (
+    sender TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    state TEXT NOT NULL,  -- claimed | taken
+    holder TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    outcome TEXT,
+    event_id TEXT,
+    taken_at REAL,
+    PRIMARY KEY (sender, identifier, sent)
+);

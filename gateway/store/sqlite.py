@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from gateway.store import common
+from gateway.store import feeds as feeds_
 from gateway.store import sqlite_acks as acks_
 from gateway.store import sqlite_flow as flow_
 from gateway.store import sqlite_tx as tx_
@@ -26,6 +27,7 @@ from gateway.store.base import (
     AckResult,
     Claim,
     Duplicate,
+    FeedKey,
     NewEvent,
     OutboxItem,
     OutboxStats,
@@ -364,3 +366,17 @@ class SqliteStore:
 
     async def expire_public(self, *, now: float) -> list[str]:
         return await self._run(lambda c: flow_.expire_public(c, now))
+
+    # ---- CAP feed entries (port CapFeedEntries)
+    async def taken_feed_entries(self, keys: Sequence[FeedKey]) -> set[FeedKey]:
+        return await self._run(lambda c: feeds_.sqlite_taken(c, keys))
+
+    async def claim_feed_entry(self, key: FeedKey, *, holder: str, at: float, lease_for: float) -> bool:
+        return await self._run(lambda c: feeds_.sqlite_claim(c, key, holder, at, lease_for), durable=True)
+
+    async def finish_feed_entry(self, key: FeedKey, *, holder: str, at: float, outcome: str,
+                                event_id: str | None) -> None:
+        await self._run(lambda c: feeds_.sqlite_finish(c, key, holder, at, outcome, event_id), durable=True)
+
+    async def release_feed_entry(self, key: FeedKey, *, holder: str) -> None:
+        await self._run(lambda c: feeds_.sqlite_release(c, key, holder), durable=True)

@@ -28,7 +28,8 @@ HOST, PORT = "127.0.0.1", 5432
 ADMIN_CANDIDATES = [
     f"postgresql://{user}@{HOST}:{PORT}/{db}" for user in ("postgres", "root") for db in ("postgres", "test")
 ]
-STORE_TABLES = ("events", "deliveries", "unit_acks", "ack_log", "audit", "receipts", "public_messages")
+STORE_TABLES = ("events", "deliveries", "unit_acks", "ack_log", "audit", "receipts", "public_messages",
+                "cap_feed_entries")
 
 
 def run_sync(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
