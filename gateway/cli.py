@@ -131,6 +131,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             TokenBook.from_file(cfg.auth.tokens_file)
         except TokensError as exc:
             problems.append(f"tokens: {exc}")
+    if cfg.cap.trusted_certs:
+        from gateway.cap_sig import load_certs
+
+        try:
+            if not load_certs(cfg.cap.trusted_certs):
+                problems.append("cap.trusted_certs: no certificate in the files")
+        except (OSError, ValueError) as exc:
+            problems.append(f"cap.trusted_certs: {type(exc).__name__}: {exc}")
     if roster is not None:
         for w in roster.warnings:
             print(f"warning: roster: {w}")

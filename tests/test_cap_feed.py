@@ -178,3 +178,43 @@ async def test_feed_entries_are_taken_once_across_a_restart(receiver: Receiver, 
         assert [e["code"] for e in refused] == ["not_our_area"]
     finally:
         await feed.stop()
+
+
+async def test_two_instances_on_postgresql_take_each_entry_once(
+    receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    from tests.support.pg import throwaway_database
+
+    feed = FeedServer()
+    await feed.start()
+    files = {ORANGE_ID: "zezhou-orange.xml", "14052500000000_20261201080000_1": "zezhou-orange-v11.xml",
+             "ZZ-HPW-2026-0031": "zezhou-yellow-v10.xml"}
+    for n, (identifier, name) in enumerate(files.items()):
+        feed.publish(identifier, f"2026-12-01T0{n}:00:00+08:00", name)
+    try:
+        with throwaway_database("gw_feed") as (_, url):
+            cfg = {**cap_config(receiver), "store": {"url": url},
+                   "intake": {"cap_feeds": [{"url": feed.url, "interval": 0.1, "sender": SENDER}]}}
+            first, second = [await daemon_factory(cfg, ALL_ROLES_POLICY, name=f"gw{i}", start=False)
+                             for i in range(2)]
+            # started together (they race to migrate the empty database; its advisory lock settles
+            # that) and polling the same index: the claims decide who takes which entry
+            await asyncio.gather(first.start(timeout=90), second.start(timeout=90))
+
+            async def all_taken() -> bool:
+                return sorted(await event_ids(second)) == sorted(files)
+            await wait_for(all_taken)
+
+            async def both_settled() -> bool:
+                return feed.not_modified >= 6  # both instances polled the settled index a few times
+            await wait_for(both_settled)
+            assert all(feed.gets[name] == 1 for name in files.values()), feed.gets  # fetched once in all
+            taken = [metric_value(await metrics(d), "gateway_cap_feed_entries_total", feed=SENDER,
+                                  outcome="accepted") for d in (first, second)]
+            assert sum(taken) == 3, taken
+            _, trail = await first.call("GET", "/v1/audit?limit=500", token="admin")
+            assert sorted(r["subject"] for r in trail["records"] if r["action"] == "event_accepted") == sorted(files)
+            for d in (first, second):
+                await d.stop()
+    finally:
+        await feed.stop()

@@ -188,3 +188,27 @@ async def test_alerts_outside_our_remit_get_codes_of_their_own(
         assert status == 202, (name, answer)
     _, listing = await d.call("GET", "/v1/events", token="reader")
     assert len(listing["events"]) == 3
+
+
+def test_check_config_names_unreadable_trusted_certs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    not_pem = tmp_path / "signers.pem"
+    not_pem.write_text("not a certificate\n")
+    good = new_signing_key().write_cert(tmp_path / "good.pem")
+    runs = {}
+    for name, certs in (("bad", [str(not_pem), str(tmp_path / "missing.pem")]), ("good", [good])):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump({"cap": {"trusted_certs": certs, "require_signature": True}}))
+        runs[name] = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config", str(cfg)],
+                                    capture_output=True, text=True, timeout=120, check=False)
+    assert runs["bad"].returncode == 1 and "cap.trusted_certs" in runs["bad"].stderr, runs["bad"].stderr
+    assert runs["good"].returncode == 0, runs["good"].stderr
+    cfg = tmp_path / "nocerts.yaml"  # require_signature without anything to verify against
+    cfg.write_text(yaml.safe_dump({"cap": {"require_signature": True}}))
+    run = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode != 0 and "require_signature needs trusted_certs" in run.stdout + run.stderr
