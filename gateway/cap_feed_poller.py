@@ -27,7 +27,8 @@ from gateway.cap_feed import FeedEntry, FeedError, parse_index
 from gateway.config import CapFeedCfg
 from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
-from gateway.store.base import CapFeedEntries, FeedKey
+from gateway.store.ports import CapFeedEntries
+from gateway.store.records import FeedKey
 
 __all__ = ["CapFeedPoller", "Refused"]
 

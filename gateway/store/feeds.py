@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store.base import FeedKey
+from gateway.store.records import FeedKey
 
 # A claim wins when there is no row, or the row is a claim older than the lease (its holder
 # crashed), or the holder's own (a retry). A taken entry is never claimed again.

@@ -1,12 +1,11 @@
-"""The CapFeedEntries port, on SQLite and PostgreSQL (the conformance suite's fixtures): an entry
-is claimed by one holder at a time, taken once, and claimable again only after a holder crashed."""
+"""The CapFeedEntries port, on SQLite and PostgreSQL: an entry is claimed by one holder at a
+time, taken once, and claimable again only after a holder crashed."""
 
 from __future__ import annotations
 
-from gateway.store.base import FeedKey, Store
-from tests.test_store_conformance import T0, backend, pg_url, second, store
-
-__all__ = ["backend", "pg_url", "second", "store"]  # fixtures, imported for pytest
+from gateway.store.ports import Store
+from gateway.store.records import FeedKey
+from tests.store.helpers import T0
 
 A = FeedKey("shanxi-platform", "14052500000000_20261201080000_1", "2026-12-01T08:00:00+08:00")
 B = FeedKey("shanxi-platform", "14052500000000_20261201090000_1", "2026-12-01T09:00:00+08:00")
