@@ -55,6 +55,7 @@ STAGES: tuple[tuple[str, str | None, str | None], ...] = (
     ("metrics/logs", "/logging/", None),
     ("metrics/logs", "gateway/logs.py", None),
     ("metrics/logs", "gateway/metrics.py", None),
+    ("metrics/logs", "provider_metrics.py", None),
     ("sign", "channels/signing.py", None),
     ("sign", "/hmac.py", None),
     ("sign", "/base64.py", None),
@@ -72,6 +73,7 @@ STAGES: tuple[tuple[str, str | None, str | None], ...] = (
     ("parse/validate", "gateway/api/", "parse_event"),
     ("parse/validate", "gateway/api/", "require"),
     ("plan", "gateway/planner.py", None),
+    ("plan", "gateway/flows/planner.py", None),
     ("plan", "gateway/policy.py", None),
     ("plan", "gateway/flows/deliveries.py", None),
     ("plan", "contacts/", None),
@@ -103,9 +105,11 @@ STAGES: tuple[tuple[str, str | None, str | None], ...] = (
     ("HTTP send", "aiohappyeyeballs", None),
     ("HTTP send", "yarl", None),
     ("attempt", "gateway/attempts.py", None),
-    ("attempt", "gateway/dispatch/", None),
+    ("attempt", "gateway/dispatch/attempts.py", None),
+    ("attempt", "gateway/dispatch/failover.py", None),
     ("attempt", "channels/base.py", None),
     ("dispatch loop", "gateway/dispatcher.py", None),
+    ("dispatch loop", "gateway/dispatch/", None),
 )
 # Only when nothing above matched anywhere in the stack.
 FALLBACK: tuple[tuple[str, str | None, str | None], ...] = (

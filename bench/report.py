@@ -333,7 +333,9 @@ def header(report: dict[str, Any]) -> str:
             f"`{report['command']}` · medians over the repeats · concurrency {report['concurrency']}"
             + (f" · config overrides {report['config_overrides']}" if report["config_overrides"] else "")
             + f"\nload average (1 min) at start {report['loadavg_at_start'][0]:.2f}, at end"
-              f" {report['loadavg_at_end'][0]:.2f}: other work on the machine skews absolute figures")
+              f" {report['loadavg_at_end'][0]:.2f}: other work on the machine skews absolute figures"
+            + (f"\nfsync of a 4 KiB append in the bench's directory at the start: p50 {fs['p50']:.2f} ms,"
+               f" p90 {fs['p90']:.2f} ms" if (fs := report.get("fsync_ms_at_start")) else ""))
 
 
 def problems(report: dict[str, Any]) -> Iterator[str]:

@@ -42,6 +42,7 @@ from bench.cases import CASES, DEFAULT_CASES, OPTIONAL, ROOT, fmt
 from bench.cluster import ADMIN_URL, server_info
 from bench.compare import notes, run_comparisons
 from bench.harness import Bench
+from bench.procstat import fsync_ms
 from bench.report import (
     comparison_table,
     environment,
@@ -67,6 +68,7 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if any(CASES[name].store == "postgres" for name in args.cases):
         report["postgresql"] = {"admin_url": ADMIN_URL, **await server_info()}
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    report["fsync_ms_at_start"] = fsync_ms(str(workdir))
     try:
         async with Bench(args, workdir) as bench:
             for name in args.cases:
