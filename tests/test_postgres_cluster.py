@@ -203,13 +203,13 @@ async def test_postgres_restart_and_outage_mid_run_lose_nothing(pg_db: str, daem
 
 
 async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str, tmp_path: Path) -> None:
-    from tests.test_store_conformance import _scenario, ev, make_store
+    from tests.store.helpers import ev, make_store, scenario
 
     src_url = f"sqlite:///{tmp_path / 'gw.db'}"
     lite = make_store(src_url)
     await lite.open()
     try:
-        before = await _scenario(lite)
+        before = await scenario(lite)
         await lite.log_receipt("r-a", "delivered", None, 1.0, True)
         await lite.insert_public({"id": "pm1", "event_id": "o1", "text": "公众", "channels": ["sms"],
                                   "requester": "media", "state": "pending_approval", "created_at": 1.0,

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.events import ENDING_TYPES, EventType
 from gateway.masking import mask_address
-from gateway.store.base import NewEvent, OutboxItem
+from gateway.store.records import NewEvent, OutboxItem
 
 SWEEP_EVERY = 1.0  # seconds between sweeps of lost leases and passed deadlines
 

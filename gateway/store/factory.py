@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.store.base import Store
+from gateway.store.ports import Store
 from gateway.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:

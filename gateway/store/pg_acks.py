@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store.base import TERMINAL, AckResult, PlannedDelivery
 from gateway.store.pg_conn import Conn, affected, as_dict
 from gateway.store.pg_tx import notify
+from gateway.store.records import TERMINAL, AckResult, PlannedDelivery
 
 # The columns of the SQLite deliveries table, in its order: rows read back from either backend
 # carry the same keys (the PostgreSQL-only `seq` stays out).

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-from gateway.store.base import StoreError
 from gateway.store.pg_conn import LOCK_MIGRATE, Conn
+from gateway.store.records import StoreError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

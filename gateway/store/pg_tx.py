@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.store import common
-from gateway.store.base import (
+from gateway.store.pg_conn import CHANNEL, Conn, affected, as_dict
+from gateway.store.pg_flow import append_audit
+from gateway.store.records import (
     Claim,
     Duplicate,
     NewEvent,
@@ -25,8 +27,6 @@ from gateway.store.base import (
     PlannedDelivery,
     UnknownEvent,
 )
-from gateway.store.pg_conn import CHANNEL, Conn, affected, as_dict
-from gateway.store.pg_flow import append_audit
 
 # Namespace of the two-key advisory locks taken per chain (the one-key ones are in pg_conn).
 _LOCK_CHAIN_NS = 0x6777

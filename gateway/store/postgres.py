@@ -19,7 +19,9 @@ from gateway.store import pg_acks as acks_
 from gateway.store import pg_flow as flow_
 from gateway.store import pg_schema as schema_
 from gateway.store import pg_tx as tx_
-from gateway.store.base import (
+from gateway.store.common import SWEEP_EVERY
+from gateway.store.pg_conn import Conn, Listener, connection_broken, is_transient, log, retrying
+from gateway.store.records import (
     AckResult,
     Claim,
     NewEvent,
@@ -30,8 +32,6 @@ from gateway.store.base import (
     PlannedDelivery,
     StoreError,
 )
-from gateway.store.common import SWEEP_EVERY
-from gateway.store.pg_conn import Conn, Listener, connection_broken, is_transient, log, retrying
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ _COMMAND_TIMEOUT = 60.0
 
 
 class PostgresStore:
-    """The Store protocol on PostgreSQL (asyncpg pool)."""
+    """Every store port (`gateway.store.ports.Store`) and `WorkSignal` on PostgreSQL (asyncpg pool)."""
 
     def __init__(self, url: str, *, pool_min: int = 2, pool_max: int = 10, migrate: bool = True,
                  retry_for: float = 20.0, connect_for: float = 30.0):

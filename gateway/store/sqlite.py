@@ -22,7 +22,7 @@ from gateway.store import common
 from gateway.store import sqlite_acks as acks_
 from gateway.store import sqlite_flow as flow_
 from gateway.store import sqlite_tx as tx_
-from gateway.store.base import (
+from gateway.store.records import (
     AckResult,
     Claim,
     Duplicate,
@@ -55,7 +55,7 @@ def _busy_retrying() -> Retrying:
 
 
 class SqliteStore:
-    """The Store protocol on one SQLite file."""
+    """Every store port (`gateway.store.ports.Store`) on one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
         self.path = str(path)

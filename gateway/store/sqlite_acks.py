@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store.base import AckResult, PlannedDelivery
+from gateway.store.records import AckResult, PlannedDelivery
 
 
 def delivery_row(c: sqlite3.Connection, where: str, arg: str) -> dict[str, Any] | None:

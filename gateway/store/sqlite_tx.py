@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.store import common
-from gateway.store.base import NewEvent, OutboxItem, Outcome, OutcomeKind, UnknownEvent
+from gateway.store.records import NewEvent, OutboxItem, Outcome, OutcomeKind, UnknownEvent
 
 
 def supersede(c: sqlite3.Connection, chain_id: str, event: NewEvent) -> None:

@@ -1,0 +1,173 @@
+"""The values that cross the store seam: what the ports (`gateway.store.ports`) take and
+return, and the errors they raise. Times are UNIX seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    LEASED = "leased"
+    SENT = "sent"  # provider accepted; a receipt is still to come
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset(
+    {DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.EXPIRED}
+)
+
+
+class StoreError(Exception):
+    """Base class of store failures the API maps to HTTP answers."""
+
+
+class Duplicate(StoreError):
+    """An event with this id exists. `same_body` tells a replay from a conflict."""
+
+    def __init__(self, event_id: str, answer: Mapping[str, Any], same_body: bool):
+        super().__init__(event_id)
+        self.event_id = event_id
+        self.answer = answer
+        self.same_body = same_body
+
+
+class UnknownEvent(StoreError):
+    """No event with that id."""
+
+
+class LeaseLost(StoreError):
+    """The delivery's lease expired and another worker owns it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    id: str
+    unit_id: str
+    unit_name: str
+    channel: str
+    address: str
+    endpoint_key: str
+    text: str
+    payload: str  # serialised once at intake (webhook JSON); "" for text channels
+    max_attempts: int
+    priority: int
+    deadline: float
+    cause_id: str | None = None
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAck:
+    unit_id: str
+    unit_name: str
+    required: bool
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: str
+    body_hash: str
+    data: Mapping[str, Any]
+    type: str
+    level: str | None
+    status: str
+    supersedes: str | None
+    source: str
+    principal: str
+    accepted_at: float
+    valid_until: float | None
+    answer: Mapping[str, Any]
+    roster_version: str
+    policy_version: str
+    escalation: Sequence[Mapping[str, Any]] = ()
+    # appended to the audit chain as `event_accepted` in the same transaction as the event
+    audit: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: str
+    event_id: str
+    unit_id: str
+    channel: str
+    address: str
+    endpoint_key: str
+    text: str
+    payload: str
+    attempts: int
+    max_attempts: int
+    deadline: float
+    lease_token: str
+    accepted_at: float
+    level: str | None
+    status: str  # the event's status: actual | exercise | test
+    priority: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Lease some of a new event's own deliveries in the transaction that records them: the
+    dispatcher's hand-off, so the first send needs no second round trip to the store."""
+
+    now: float
+    limit: int
+    lease_for: float
+    worker_id: str
+    exclude: Sequence[str] = ()
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    RELEASE = "release"  # hand back unattempted (channel paused): the attempt is refunded
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    item_id: str
+    lease_token: str
+    kind: OutcomeKind
+    at: float
+    provider_ref: str | None = None
+    next_at: float | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: Mapping[str, int] = field(default_factory=dict)  # channel -> non-terminal deliveries
+    oldest_pending: Mapping[str, float] = field(default_factory=dict)  # channel -> seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    delivery_id: str
+    event_id: str
+    unit_id: str
+    channel: str
+    status: str
+    changed: bool
+    accepted_at: float
+    level: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    event_id: str
+    unit_id: str
+    first: bool  # only the first ack of a unit for an event counts
+    level: str | None
+    accepted_at: float
+    event_status: str
