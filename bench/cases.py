@@ -31,7 +31,7 @@ class Case:
     dispatch: dict[str, Any] = field(default_factory=dict)  # extra dispatch.* config
     store: str = "sqlite"  # "sqlite": a fresh file per case; "postgres": a fresh database per case
     instances: int = 1  # daemons sharing the store (PostgreSQL only), each with dispatch.concurrency 50
-    kind: str = "fanout"  # "fanout": gateway vs bare runs; "priority", "memory": bench.queued, no bare side
+    kind: str = "fanout"  # "fanout": gateway vs bare runs; "priority", "memory", "big": bench.queued, no bare side
     unreachable: bool = False  # endpoints on a closed local port instead of the receiver
 
     @property
@@ -56,6 +56,8 @@ CASES: dict[str, Case] = {c.name: c for c in (
     # queue cases (bench.queued, issue 9 items 3 and 5): a 100,000-delivery backlog, no bare side
     Case("priority", "red warning behind 100,000 queued yellow", 2500, (5, 3), 420, warmup=False,
          kind="priority"),
+    Case("big", "one event of 100,000 deliveries (fresh daemon each repeat)", 2500, (3, 1), 300, warmup=False,
+         kind="big"),
     Case("memory", "10 fan-outs of 10,000, kept pending (receiver answers after 5 s)", 250, (1, 1), 300,
          warmup=False, kind="memory"),
     Case("memory_down", "10 fan-outs of 10,000, endpoint unreachable (closed port: retries)", 250, (1, 1), 300,

@@ -5,7 +5,8 @@ kind of local receiver, measured only where installed and never a dependency of 
   run of the bench, its own config (every alert its own group: `group_by: ['...']`,
   `group_wait: 0s`; one webhook receiver), clustering off, 127.0.0.1 only. 40 alerts in one
   `POST /api/v2/alerts` -> the last webhook's arrival; 2,000 alerts the same way (throughput);
-  40 alerts with 20 % of the webhooks answered 503 (its own retries).
+  40 alerts with 20 % of the webhooks answered 503 (its own retries). Its CPU (utime + stime
+  from /proc, POST -> last arrival) per 1,000 deliveries, as the gateway's is measured.
 - Apprise (the `apprise` package importable): one `Apprise` object with 40 (2,000) `json://`
   URLs, `notify()` in a thread -> the last arrival. No retries, so no 503 case.
 
@@ -32,6 +33,7 @@ import yaml
 
 from bench.cases import median_of, run_stats
 from bench.children import BenchError, Child, start_receiver
+from bench.procstat import cpu_seconds
 from tests.support.daemon import free_port
 
 if TYPE_CHECKING:
@@ -142,11 +144,16 @@ async def alertmanager(bench: Bench, rx_port: int, workdir: Path, quick: bool) -
             await bench.rx("reset", base=rx, fail_rate=fail_rate, seed=seed)
             alerts = [{"labels": {"alertname": "BenchFanout", "run": label, "unit": f"u{i:04d}"},
                        "annotations": {"summary": f"bench alert {i} of run {label}"}} for i in range(n)]
+            cpu0 = cpu_seconds(proc.pid)
             t0 = time.monotonic()
             async with bench.http.post(f"{url}/api/v2/alerts", json=alerts) as r:
                 if r.status != 200:
                     raise BenchError(f"Alertmanager answered {r.status}: {(await r.text())[:200]}")
-            return await settle(bench, rx, n, t0, time.monotonic(), fail_rate)
+            out = await settle(bench, rx, n, t0, time.monotonic(), fail_rate)
+            # utime + stime of the process over POST -> last arrival, as for the gateway's runs
+            cpu = cpu_seconds(proc.pid) - cpu0
+            out.update(cpu_s=cpu, cpu_per_1000=cpu / n * 1000)
+            return out
 
         res = await measure(bench, rx, once, quick, fail=True)
     finally:

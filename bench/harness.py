@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.breakdown import BREAKDOWN_EXTRA_S, breakdown_run
 from bench.cases import CONCURRENCY, Case, percentile, run_stats, summarise
 from bench.children import Bare, BenchError, Child, start_receiver
 from bench.cluster import (
@@ -126,7 +127,8 @@ class Bench:
                 raise BenchError(f"POST /v1/events answered {r.status}: {body}")
             return body
 
-    async def recorded(self, d: Daemon, event_id: str, expected: int, deadline: float) -> float:
+    async def recorded(self, d: Daemon, event_id: str, expected: int, deadline: float,
+                       every: float = 0.01) -> float:
         """Poll the event list (summary counts only) until every delivery is `delivered` in the store."""
         while True:
             async with self.http.get(f"{d.url}/v1/events", params={"limit": "1"},
@@ -138,7 +140,7 @@ class Bench:
                     return time.monotonic()
             if time.monotonic() > deadline:
                 raise BenchError(f"event {event_id} not recorded as delivered in time: {events[:1]}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(every)
 
     # ---- one run each
     async def gateway_run(self, daemons: list[Daemon], case: Case, seed: int, timeout: float,
@@ -260,14 +262,16 @@ class Bench:
         daemons = [self.daemon_for(case, store_url, i) for i in range(case.instances)]
         result["loadavg_at_start"] = os.getloadavg()
         started = time.monotonic()
+        # the breakdown's profiled runs come on top of the measured ones
+        limit = case.timeout + (BREAKDOWN_EXTRA_S if case.name in self.args.breakdown else 0)
         try:
-            async with asyncio.timeout(case.timeout):
+            async with asyncio.timeout(limit):
                 # started together: on an empty database they race to migrate; an advisory lock settles it
                 await asyncio.gather(*(x.start() for x in daemons))
                 result["daemon_rss_idle_mb"] = max(memory(pid).rss_mb for pid in _pids(daemons))
 
                 def left() -> float:
-                    return max(1.0, case.timeout - (time.monotonic() - started))
+                    return max(1.0, limit - (time.monotonic() - started))
 
                 loaded = False
                 if case.kind != "fanout":
@@ -296,10 +300,13 @@ class Bench:
                 result["daemons_peak_rss_mb"] = [m.peak_rss_mb for m in mems]
                 result["daemon_peak_rss_mb"] = max(m.peak_rss_mb for m in mems)
                 result["daemon_rss_mb"] = max(m.rss_mb for m in mems)
+                if case.name in self.args.breakdown and case.kind == "fanout" and case.instances == 1:
+                    result["breakdown"] = await breakdown_run(self, daemons[0], case.name, case.deliveries,
+                                                              self.args.results, left())
                 if self.args.profile and case.name in self.args.profile_cases:
                     result["profile"] = await self.profile_run(daemons, case, left(), watch)
         except TimeoutError:
-            result["error"] = f"hard timeout: case exceeded {case.timeout:g}s"
+            result["error"] = f"hard timeout: case exceeded {limit:g}s"
         except (BenchError, OSError, RuntimeError, aiohttp.ClientError) as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -41,6 +42,29 @@ def memory(pid: int) -> Memory:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
     return Memory(rss_mb=values.get("VmRSS", 0.0), peak_rss_mb=values.get("VmHWM", 0.0))
+
+
+def fsync_ms(directory: str, n: int = 40) -> dict[str, float]:
+    """p50 and p90 of `n` fsyncs of a 4 KiB append in `directory`, ms: what a durable commit
+    waits for on this disk right now (it moves with other work on the machine).
+
+    Raises:
+        OSError: the directory is not writable.
+    """
+    path = os.path.join(directory, "fsync-probe")
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(n):
+            os.write(fd, b"\0" * 4096)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return {"p50": times[n // 2], "p90": times[n * 9 // 10]}
 
 
 def machine() -> dict[str, object]:

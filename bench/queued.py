@@ -8,6 +8,8 @@
   5 s (so nearly all 100,000 stay pending); the daemon's RSS after each is accepted and at the
   end, its peak (VmHWM), and each fan-out's POST -> 202. `memory_down`: the same to a closed
   local port (every attempt refused, then the circuit breaker: the retry path).
+- `big`: one event of 100,000 deliveries per repeat, each on a fresh daemon: POST -> 202, and
+  the daemon's peak RSS (VmHWM) right after the 202, i.e. while accepting it (issue 19 item 5).
 
 Slowness is keyed on the body (`"id":"<event id>"`, the receiver's tags), so the slow and the
 fast events use the very same endpoint URLs, i.e. the same origin and per-origin slots.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +43,9 @@ FIRST_TARGET_MS = 100.0
 FANOUTS = 10
 MEMORY_SLOW = 5.0  # under the webhook timeout (10 s) and the stop grace (10 s): no retries, no breaker
 SETTLE = 5.0  # seconds after the last fan-out before the final RSS sample
+
+BIG_SLOW = 1.0  # the big event's deliveries are answered after 1 s: dispatch busy, the daemon's stop quick
+BIG_ACCEPT_TARGET_S, BIG_PEAK_TARGET_MB = 1.5, 150.0  # issue 19
 
 Runner = Callable[["Bench", Daemon, Case, int, dict[str, Any], Callable[[], float]], Awaitable[None]]
 
@@ -145,4 +151,34 @@ async def status_totals(bench: Bench, d: Daemon) -> dict[str, int]:
     return totals
 
 
-QUEUED: dict[str, Runner] = {"priority": priority_case, "memory": memory_case}
+async def big_case(bench: Bench, d: Daemon, case: Case, repeats: int, result: dict[str, Any],
+                   left: Callable[[], float]) -> None:
+    """One event of `case.deliveries` per repeat, each on a fresh daemon and store (so VmHWM read
+    right after the 202 is the peak while accepting it); the receiver answers it after 1 s, so
+    dispatch stays at its 50 slots meanwhile and the stop between repeats is quick."""
+    for r in range(repeats):
+        if r:
+            await d.stop(timeout=min(30.0, left()))
+            shutil.rmtree(d.root / "var", ignore_errors=True)
+            await d.start()
+        assert d.proc is not None
+        pid = d.proc.pid
+        event_id = f"bench-{case.name}-{r}"
+        await bench.rx("reset", fail_rate=0, seed=r)
+        await bench.rx("tag", post=True, name="big", match=_needle(event_id), slow=BIG_SLOW)
+        idle, cpu0 = memory(pid), cpu_seconds(pid)
+        t0 = time.monotonic()
+        answer = await bench.post_event(d, event_id)
+        accept = time.monotonic() - t0
+        after, cpu = memory(pid), cpu_seconds(pid) - cpu0
+        if answer["deliveries"] != case.deliveries:
+            raise BenchError(f"expected {case.deliveries} deliveries, the gateway planned {answer['deliveries']}")
+        result["gateway_runs"].append({
+            "delivered": answer["deliveries"], "expected": case.deliveries, "accept_s": accept,
+            "rss_idle_mb": idle.rss_mb, "rss_after_mb": after.rss_mb, "peak_rss_mb": after.peak_rss_mb,
+            "peak_growth_mb": after.peak_rss_mb - idle.rss_mb, "accept_cpu_s": cpu,
+        })
+    result["accept_target_s"], result["peak_target_mb"] = BIG_ACCEPT_TARGET_S, BIG_PEAK_TARGET_MB
+
+
+QUEUED: dict[str, Runner] = {"priority": priority_case, "memory": memory_case, "big": big_case}

@@ -57,8 +57,8 @@ def table(report: dict[str, Any]) -> str:
     for name, res in report["cases"].items():
         g, b = res.get("gateway", {}), res.get("bare", {})
         title = f"{res['title']} (n={res['gateway'].get('runs', 0)}/{res['bare'].get('runs', 0)})"
-        if name == "priority" or name.startswith("memory"):  # no bare side
-            title = f"{res['title']} (n={res['gateway'].get('runs', 0) if name == 'priority' else 1})"
+        if name in ("priority", "big") or name.startswith("memory"):  # no bare side
+            title = f"{res['title']} (n={res['gateway'].get('runs', 0) if name != 'memory' else 1})"
         if "error" in res:
             rows.append((title, "ERROR", res["error"][:80], "", "", ""))
         if "skipped" in res:
@@ -68,6 +68,8 @@ def table(report: dict[str, Any]) -> str:
             rows.extend(_priority_rows(title, res))
         elif name.startswith("memory"):
             rows.extend(_memory_rows(title, res))
+        elif name == "big":
+            rows.extend(_big_rows(title, res))
         elif name == "latency":
             add(title, "POST → last arrival, ms", g.get("wall_ms"), b.get("wall_ms"),
                 ratio(g.get("wall_ms"), b.get("wall_ms")), "≤ 2×")
@@ -167,6 +169,24 @@ def _memory_rows(title: str, res: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _big_rows(title: str, res: dict[str, Any]) -> list[Row]:
+    """The `big` case (bench.queued): one 100,000-delivery event, POST -> 202 and peak RSS."""
+    g, runs = res.get("gateway", {}), res.get("gateway_runs", [])
+    if not runs:
+        return []
+    return [
+        (title, f"POST → 202 of {res['deliveries']:,} deliveries, s (median; worst)",
+         f"{fmt(g.get('accept_s'), 2)}; {fmt(max(r['accept_s'] for r in runs), 2)}", "–", "",
+         f"≤ {fmt(res.get('accept_target_s'), 1)}"),
+        ("", "peak RSS (VmHWM) right after the 202, MiB (median; worst)",
+         f"{fmt(g.get('peak_rss_mb'))}; {fmt(max(r['peak_rss_mb'] for r in runs))}", "–", "",
+         f"< {fmt(res.get('peak_target_mb'), 0)}"),
+        ("", "RSS idle before the POST / after the 202, MiB", f"{fmt(g.get('rss_idle_mb'))} / "
+         f"{fmt(g.get('rss_after_mb'))}", "–", "", ""),
+        ("", "daemon CPU-s over the POST", fmt(g.get("accept_cpu_s"), 2), "–", "", ""),
+    ]
+
+
 def _breakdown(g: dict[str, Any]) -> str:
     keys = ("cpu_per_1000", "pg_cpu_per_1000", "receiver_cpu_per_1000", "harness_cpu_per_1000",
             "irq_cpu_per_1000", "other_cpu_per_1000")
@@ -247,6 +267,8 @@ _COMPARED = (  # (case, metric, key, divisor, digits)
      "sent_ms", 1.0, 1),
     ("tp2k", "2,000: deliveries/s", "rate", 1.0, 1),
     ("tp2k", "2,000: POST → last arrival, s", "wall_ms", 1000.0, 2),
+    ("tp2k", "2,000: CPU-s per 1,000 deliveries (/proc utime + stime)", "cpu_per_1000", 1.0, 3),
+    ("latency", "40 units: CPU-s per 1,000 deliveries", "cpu_per_1000", 1.0, 3),
     ("fail503", "40 units, 20% 503s: POST → last of 40, s", "wall_ms", 1000.0, 2),
     ("fail503", "40 units, 20% 503s: attempts per run", "received", 1.0, 1),
 )
@@ -311,7 +333,9 @@ def header(report: dict[str, Any]) -> str:
             f"`{report['command']}` · medians over the repeats · concurrency {report['concurrency']}"
             + (f" · config overrides {report['config_overrides']}" if report["config_overrides"] else "")
             + f"\nload average (1 min) at start {report['loadavg_at_start'][0]:.2f}, at end"
-              f" {report['loadavg_at_end'][0]:.2f}: other work on the machine skews absolute figures")
+              f" {report['loadavg_at_end'][0]:.2f}: other work on the machine skews absolute figures"
+            + (f"\nfsync of a 4 KiB append in the bench's directory at the start: p50 {fs['p50']:.2f} ms,"
+               f" p90 {fs['p90']:.2f} ms" if (fs := report.get("fsync_ms_at_start")) else ""))
 
 
 def problems(report: dict[str, Any]) -> Iterator[str]:

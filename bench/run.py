@@ -36,10 +36,13 @@ from typing import Any
 
 import yaml
 
+from bench.breakdown import EVENTS as BREAKDOWN_CASES
+from bench.breakdown import breakdown_table
 from bench.cases import CASES, DEFAULT_CASES, OPTIONAL, ROOT, fmt
 from bench.cluster import ADMIN_URL, server_info
 from bench.compare import notes, run_comparisons
 from bench.harness import Bench
+from bench.procstat import fsync_ms
 from bench.report import (
     comparison_table,
     environment,
@@ -65,6 +68,7 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if any(CASES[name].store == "postgres" for name in args.cases):
         report["postgresql"] = {"admin_url": ADMIN_URL, **await server_info()}
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    report["fsync_ms_at_start"] = fsync_ms(str(workdir))
     try:
         async with Bench(args, workdir) as bench:
             for name in args.cases:
@@ -95,6 +99,8 @@ def progress(res: dict[str, Any]) -> str:
         m = res["memory"]
         return (f"RSS idle {fmt(m['rss_idle_mb'])} MiB, after fan-out 1 {fmt(m['rss_after_mb'][0])}, after the last"
                 f" {fmt(m['rss_after_mb'][-1])}, peak {fmt(m['peak_rss_mb'])} MiB")
+    if res.get("kind") == "big":
+        return f"POST -> 202 {fmt(g.get('accept_s'), 2)} s, peak RSS {fmt(g.get('peak_rss_mb'))} MiB (medians)"
     if "backlog_accept_s" in res:
         return (f"backlog accepted in {fmt(res['backlog_accept_s'], 2)} s; 202 -> first red arrival"
                 f" {fmt(g.get('from_202_first_ms'))} ms (median)")
@@ -126,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample only the thread holding the GIL (Python CPU), not every busy thread")
     parser.add_argument("--profile-cases", nargs="+", default=["tp20k"],
                         choices=[name for name, c in CASES.items() if c.kind == "fanout"])
+    parser.add_argument("--breakdown", nargs="*", default=list(BREAKDOWN_CASES), metavar="CASE",
+                        choices=[name for name, c in CASES.items() if c.kind == "fanout"],
+                        help="cases whose cost breakdown by stage is measured under py-spy after their runs"
+                             " (default: latency tp2k, when they run; `--breakdown` alone: none)")
     parser.add_argument("--set", type=config_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override a daemon config key for every case, e.g. store.synchronous=NORMAL"
                              " (for experiments; the reference figures use the defaults)")
@@ -146,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     report["table"] = table(report)
     report["scaleout_table"] = scaleout_table(report)
     report["comparison_table"] = comparison_table(report)
+    report["breakdown_table"] = breakdown_table(report["cases"])
     found = list(problems(report))
     report["problems"] = found
     text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
@@ -161,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\nOptional comparisons (each tool against a receiver without signature checks; gateway and bare"
               " loop from this run's latency, tp2k and fail503 cases):\n")
         print(report["comparison_table"])
+    if report["breakdown_table"]:
+        print("\nCost breakdown: daemon CPU by stage (py-spy samples of every busy thread, scaled to each"
+              " thread's CPU from /proc; bench/breakdown.py):\n")
+        print(report["breakdown_table"])
+    for name, res in report["cases"].items():
+        if "skipped" in res.get("breakdown", {}):
+            print(f"\nbreakdown ({name}): skipped: {res['breakdown']['skipped']}")
     if found:
         print("\nproblems:\n" + "\n".join(f"- {p}" for p in found))
     for name, res in report["cases"].items():
