@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.api.errors import ApiError
-from gateway.api.events import validation_error
 from gateway.cap import LEVEL_ORDER, colour_level
 from gateway.config import AlertRuleCfg
 from gateway.events import Event, EventType, Level
+from gateway.flows.errors import Conflict, DomainError, Invalid, validation_error
 from gateway.logs import get as get_logger
 from gateway.store.base import Store, UnknownEvent
 
@@ -80,11 +79,11 @@ class Episode:
 
 
 def parse_payload(data: Any) -> AmPayload:
-    """Raises ApiError 422: `unsupported_version` unless version 4, else the first invalid field."""
+    """Raises Invalid: `unsupported_version` unless version 4, else the first invalid field."""
     if not isinstance(data, dict):
-        raise ApiError(422, "invalid_payload", "the payload must be a JSON object", field="$")
+        raise Invalid("invalid_payload", "the payload must be a JSON object", field="$")
     if data.get("version") != "4":
-        raise ApiError(422, "unsupported_version", f"webhook payload version {data.get('version')!r} is not"
+        raise Invalid("unsupported_version", f"webhook payload version {data.get('version')!r} is not"
                        " supported: only version 4", field="$.version")
     try:
         return AmPayload.model_validate(data)
@@ -111,19 +110,19 @@ def alert_level(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg) -> Level | None
     """The level from the rule's label (or annotation), else its default; None for advisories.
 
     Raises:
-        ApiError: 422 `unknown_level` for a value that is no colour, `no_level` without a default.
+        Invalid: `unknown_level` for a value that is no colour, `no_level` without a default.
     """
     if rule.kind == "advisory":
         return None
     raw = _label(alert, rule.level_label)
     if raw is None:
         if rule.default_level is None:
-            raise ApiError(422, "no_level", f"no {rule.level_label} label and no default level",
+            raise Invalid("no_level", f"no {rule.level_label} label and no default level",
                            field=f"$.labels.{rule.level_label}")
         return Level(rule.default_level)
     level = colour_level(raw, gw.config.cap.level_values)
     if level is None:
-        raise ApiError(422, "unknown_level", f"{rule.level_label}={raw!r} names no warning level",
+        raise Invalid("unknown_level", f"{rule.level_label}={raw!r} names no warning level",
                        field=f"$.labels.{rule.level_label}")
     return level
 
@@ -157,7 +156,7 @@ async def active_for(store: Store, fingerprint: str) -> Mapping[str, Any] | None
 
 def build_event(alert: AmAlert, rule: AlertRuleCfg, *, event_id: str, etype: EventType, level: Level | None,
                 supersedes: str | None) -> Event:
-    """Raises ApiError 422 when the annotations make an invalid event (e.g. a headline over 200)."""
+    """Raises Invalid when the annotations make an invalid event (e.g. a headline over 200)."""
     data: dict[str, Any] = {"id": event_id, "type": etype.value, "status": rule.status,
                             "issued_by": {"org": "Prometheus Alertmanager",
                                           "doc_no": alert.labels.get("alertname", "")[:100]}}
@@ -240,9 +239,7 @@ def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "
 async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str) -> AlertResult:
     try:
         status, _ = await gw.submit(event, source="alertmanager", principal=principal, machine=True)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
+    except Conflict:
         # the same id with other annotations: the other member of an HA pair won the race
         status = 200
     return AlertResult(alert.fingerprint, alert.status, "created" if status == 202 else "replayed", event.id,
@@ -257,7 +254,7 @@ async def _one(gw: Gateway, alert: AmAlert, principal: str) -> AlertResult:
         if alert.status == "firing":
             return await _firing(gw, alert, rule, principal)
         return await _resolved(gw, alert, rule, principal)
-    except ApiError as exc:
+    except DomainError as exc:
         err = {"code": exc.code, "message": exc.message, **({"field": exc.field} if exc.field else {})}
         log.warning("alertmanager_alert_rejected", fingerprint=alert.fingerprint, code=exc.code)
         return AlertResult(alert.fingerprint, alert.status, "rejected", detail=exc.message, error=err)
@@ -267,13 +264,13 @@ async def process(gw: Gateway, payload: AmPayload, *, principal: str) -> tuple[i
     """Map every alert in order; 202 when any event was created, else 200.
 
     Raises:
-        ApiError: 422 `alerts_rejected` when every alert was rejected (so Alertmanager logs it).
+        Invalid: `alerts_rejected` when every alert was rejected (so Alertmanager logs it).
     """
     results = [await _one(gw, alert, principal) for alert in payload.alerts]
     rejected = [i for i, r in enumerate(results) if r.outcome == "rejected"]
     if results and len(rejected) == len(results):
         first = results[0].error or {}
-        raise ApiError(422, "alerts_rejected", f"every alert was rejected; the first: {first.get('message')}",
+        raise Invalid("alerts_rejected", f"every alert was rejected; the first: {first.get('message')}",
                        field=f"$.alerts[0]{str(first.get('field', '')).removeprefix('$')}")
     status = 202 if any(r.outcome == "created" for r in results) else 200
     return status, {"receiver": payload.receiver, "results": [r.to_json() for r in results]}

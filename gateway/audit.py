@@ -5,13 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from gateway.api.common import gw, int_param, json_response, require
 from gateway.store.base import Store
 from gateway.store.common import audit_hash, ts
-
-routes = web.RouteTableDef()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +41,3 @@ def record_view(r: dict[str, Any]) -> dict[str, Any]:
     return {"seq": r["seq"], "at": ts(r["at"]), "principal": r["principal"], "action": r["action"],
             "subject": r["subject"], "detail": json.loads(r["detail"]), "prev_hash": r["prev_hash"],
             "hash": r["hash"]}
-
-
-@routes.get("/v1/audit")
-async def get_audit(request: web.Request) -> web.Response:
-    require(request, "admin")
-    after = int_param(request, "after", 0, 0, 2**62)
-    limit = int_param(request, "limit", 100, 1, 1000)
-    rows = await gw(request).store.list_audit(after=after, limit=limit)
-    return json_response({"records": [record_view(r) for r in rows],
-                          "next_after": rows[-1]["seq"] if rows else None})

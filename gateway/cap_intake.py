@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from gateway.api.errors import ApiError
-from gateway.cap import CapError, event_id_for, parse_cap
+from gateway.cap import event_id_for, parse_cap
 from gateway.cap_map import check_remit, check_supported, event_from_alert, find_reference, unknown_reference_warning
 from gateway.cap_sig import check_signature
 from gateway.events import EventType
+from gateway.flows.errors import Invalid
 from gateway.intake import unknown_lift
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ async def take_cap(gw: Gateway, raw: bytes, *, source: str, principal: str) -> t
     Raises:
         CapError: 400 hostile/malformed XML, 422 invalid CAP, bad or missing signature, outside
         our remit, no level, unmappable.
-        ApiError: from the submission (409 another body under the same identifier, 422 ...).
+        Conflict, Invalid: from the submission (another body under the same identifier, ...).
     """
     cfg = gw.config.cap
     # parsing, schema validation and signature checks are CPU work: keep them off the event loop
@@ -51,11 +51,8 @@ async def take_cap(gw: Gateway, raw: bytes, *, source: str, principal: str) -> t
     try:
         return await gw.submit(event, source=source, principal=principal, origin=origin, warnings=warnings,
                                machine=True)
-    except ApiError as exc:
+    except Invalid as exc:
         if exc.code == "message_too_long" and alert.info is not None:
             exc.field = f"{alert.info.path}/description"  # name the CAP element, not the JSON field
         raise
 
-
-def as_api_error(exc: CapError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, field=exc.field)

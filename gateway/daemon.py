@@ -28,6 +28,7 @@ from gateway.auth import TokenBook
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.events import Event, body_hash
+from gateway.flows.errors import DomainError
 from gateway.metrics import Metrics
 from gateway.planner import Planner
 from gateway.policy import Policy, load_policy
@@ -111,7 +112,7 @@ class Gateway:
         (see gateway.intake.submit for `origin`, `warnings` and `machine`).
 
         Raises:
-            gateway.api.errors.ApiError: 409 conflict, 422 unknown audience/supersedes/over budget.
+            gateway.flows.errors.Conflict, Invalid: see `gateway.intake.submit`.
         """
         from gateway.intake import submit
 
@@ -204,7 +205,6 @@ class Gateway:
         Raises:
             gateway.cap_feed_poller.Refused: intake refused it (a 4xx at the HTTP intake).
         """
-        from gateway.api.errors import ApiError
         from gateway.cap import CapError
         from gateway.cap_feed_poller import Refused
         from gateway.cap_intake import take_cap
@@ -213,9 +213,7 @@ class Gateway:
             return await take_cap(self, raw, source="cap_feed", principal=principal)
         except CapError as exc:
             raise Refused(exc.code, exc.message) from exc
-        except ApiError as exc:
-            if exc.status >= 500:
-                raise
+        except DomainError as exc:
             raise Refused(exc.code, exc.message) from exc
 
     async def _stats_loop(self) -> None:

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from contacts.resolver import UnknownAudience
-from gateway.api.errors import ApiError
 from gateway.daemon import new_event, utcnow
 from gateway.dispatcher import URGENT
 from gateway.events import ENDING_TYPES, Event, EventType, new_event_id
+from gateway.flows.errors import Conflict, Invalid
 from gateway.logs import get as get_logger
 from gateway.render import RenderError
 from gateway.store.base import Duplicate, OutboxItem, UnknownEvent
@@ -34,8 +34,9 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     lift of an unknown event is a recorded no-op: a system that missed the start never drops the rest.
 
     Raises:
-        ApiError: 409 same id with another body; 422 unknown audience, unknown `supersedes`
-        (people typing ids), or a message over the SMS budget.
+        Conflict: the same id with another body.
+        Invalid: an unknown audience, an unknown `supersedes` (people typing ids), or a
+        message over the SMS budget.
     """
     rt = gw.runtime
     warnings = list(warnings or [])
@@ -53,9 +54,9 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     try:
         plan = await rt.planner.plan(event, event_id, accepted, cap=cap)
     except UnknownAudience as exc:
-        raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
+        raise Invalid("unknown_audience", str(exc), field="$.audience") from exc
     except RenderError as exc:
-        raise ApiError(422, "message_too_long", str(exc), field=exc.field) from exc
+        raise Invalid("message_too_long", str(exc), field=exc.field) from exc
     answer: dict[str, Any] = {
         "event_id": event_id,
         "deliveries": len(plan.deliveries),
@@ -82,10 +83,10 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     except Duplicate as dup:
         if dup.same_body:
             return 200, dict(dup.answer)
-        raise ApiError(409, "idempotency_conflict",
+        raise Conflict("idempotency_conflict",
                        f"event {event_id} was already submitted with a different body", field="$.id") from dup
     except UnknownEvent as exc:
-        raise ApiError(422, "unknown_supersedes", f"supersedes names no known event: {exc}",
+        raise Invalid("unknown_supersedes", f"supersedes names no known event: {exc}",
                        field="$.supersedes") from exc
     finally:
         if claim is not None:

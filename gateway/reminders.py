@@ -12,9 +12,10 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gateway.api.errors import ApiError
 from gateway.durations import parse_duration
 from gateway.events import Event, EventType
+from gateway.flows.errors import DomainError
+from gateway.flows.public import public_deliveries
 from gateway.logs import get as get_logger
 from gateway.policy import ReminderSpec
 from gateway.render import BEIJING
@@ -71,7 +72,7 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
                      area=event.area, headline=spec.headline)
     try:
         status, _ = await submit(gw, reminder, source="reminder", principal="scheduler")
-    except ApiError as exc:
+    except DomainError as exc:
         log.error("reminder_rejected", chain_id=head["chain_id"], reminder=spec.name, error=exc.message)
         return 0
     if status == 202:
@@ -81,8 +82,6 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
 
 
 async def _rebroadcast(gw: Gateway, head: dict[str, Any], slot: str, chain: str) -> int:
-    from gateway.api.public import public_deliveries
-
     digest = int(hashlib.sha256(slot.encode()).hexdigest()[:6], 16)
     round_ = int(slot.removeprefix("n")) if slot.startswith("n") else digest
     added = 0

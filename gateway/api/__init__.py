@@ -7,8 +7,7 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway import audit
-    from gateway.api import acks, aliyun, openapi, preview, public, sink, standards, stream
+    from gateway.api import acks, aliyun, audit, openapi, preview, public, sink, standards, stream
     from gateway.console import pages
 
     return [sink.routes, acks.routes, standards.routes, openapi.routes, public.routes,

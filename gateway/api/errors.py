@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.flows.errors import Conflict, DomainError, Invalid, NotAllowed, NotFound
 from gateway.logs import get as get_logger
 
 log = get_logger("gateway.api")
@@ -20,6 +21,18 @@ _AIOHTTP_CODES = {
     405: "method_not_allowed", 409: "conflict", 413: "body_too_large", 415: "unsupported_media_type",
     422: "invalid_content",
 }
+
+
+# the one place where a use case's refusal becomes an HTTP status
+DOMAIN_STATUS: dict[type[DomainError], int] = {Invalid: 422, Conflict: 409, NotFound: 404, NotAllowed: 403}
+
+
+def domain_status(exc: DomainError) -> int:
+    """The HTTP status of a domain error (422 for a kind not in the table)."""
+    for kind in type(exc).__mro__:
+        if kind in DOMAIN_STATUS:
+            return DOMAIN_STATUS[kind]
+    return 422
 
 
 class ApiError(Exception):
@@ -50,6 +63,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as e:
         return error_response(e.status, e.code, e.message, e.field, e.headers)
+    except DomainError as e:
+        return error_response(domain_status(e), e.code, e.message, e.field)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size
         return error_response(413, "body_too_large", f"the request body exceeds the limit of {limit} bytes")

@@ -10,19 +10,10 @@ from pydantic import ValidationError
 from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.events import Event
+from gateway.flows.errors import validation_error
 from gateway.store.base import UnknownEvent
 
 routes = web.RouteTableDef()
-
-
-def validation_error(exc: ValidationError) -> ApiError:
-    """The first pydantic error as a 422 naming the field (JSON path)."""
-    e = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
-    msg = e["msg"].removeprefix("Value error, ")
-    extra = f"; and {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
-    return ApiError(422, "invalid_field" if loc else "invalid_event", f"{loc[1:] or 'event'}: {msg}{extra}",
-                    field=f"${loc}" if loc else None)
 
 
 def parse_event(data: Any) -> Event:

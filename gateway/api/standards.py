@@ -13,7 +13,7 @@ from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.auth import Principal
 from gateway.cap import CapError
-from gateway.cap_intake import as_api_error, take_cap
+from gateway.cap_intake import take_cap
 from gateway.cap_out import CONTENT_TYPE, render_cap
 from gateway.store.base import UnknownEvent
 
@@ -32,7 +32,7 @@ async def intake_cap(request: web.Request) -> web.Response:
     try:
         status, answer = await take_cap(gw(request), raw, source="cap", principal=principal.name)
     except CapError as exc:
-        raise as_api_error(exc) from exc
+        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from exc
     return json_response(answer, status=status)
 
 
