@@ -140,7 +140,8 @@ def _epoch(rfc3339: str) -> float:
 
 async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
     """Run escalation steps and reminders as they fall due."""
-    from gateway.reminders import remind_once
+    from gateway.flows.public import expire
+    from gateway.flows.reminders import remind_once
 
     last_reminders = 0.0
     while True:
@@ -149,10 +150,7 @@ async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
             if time.monotonic() - last_reminders >= gw.config.dispatch.reminder_check_seconds:
                 last_reminders = time.monotonic()
                 await remind_once(gw)
-            expired = await gw.store.expire_public(now=time.time())
-            for pm in expired:
-                gw.metrics.public_messages.labels("expired").inc()
-                await gw.audit("system", "public_message_expired", pm, {})
+            await expire(gw)
         except Exception:
             log.exception("escalation_round_failed")
         await asyncio.sleep(interval)

@@ -116,6 +116,15 @@ async def reject(g: Gateway, pm_id: str, *, principal: str, reason: str) -> None
     await g.audit(principal, "public_message_rejected", pm["id"], {"reason": reason})
 
 
+async def expire(g: Gateway) -> int:
+    """Expire the drafts whose validity has passed, each counted and audited; returns how many."""
+    expired = await g.store.expire_public(now=time.time())
+    for pm in expired:
+        g.metrics.public_messages.labels("expired").inc()
+        await g.audit("system", "public_message_expired", pm, {})
+    return len(expired)
+
+
 def public_deliveries(g: Gateway, pm: dict[str, Any], ev: dict[str, Any], round_: int = 0) -> list[PlannedDelivery]:
     """Webhook deliveries of an approved public message to its units' platforms; `round_` > 0
     is a periodic re-broadcast (its own cause ids, so each round goes out once)."""

@@ -23,7 +23,7 @@ from gateway.render import BEIJING
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
 
-log = get_logger("gateway.reminders")
+log = get_logger("gateway.reminders")  # the logger name stays: dashboards filter on it
 WARNING_HEADS = {EventType.WARNING_ISSUED, EventType.WARNING_UPGRADED, EventType.WARNING_DOWNGRADED,
                  EventType.WARNING_EXTENDED}
 
