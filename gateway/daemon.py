@@ -97,7 +97,7 @@ class Gateway:
         return True
 
     async def _after_reload(self) -> None:
-        from gateway.twilio_wiring import reload_twilio
+        from gateway.providers.twilio.wiring import reload_twilio
 
         await reload_twilio(self)
         for name in self.channels:

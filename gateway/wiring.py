@@ -50,7 +50,7 @@ async def build_channels(gw: Gateway) -> dict[str, ChannelSlot]:
                             breaker_cooldown=cfg.webhook.breaker_cooldown)
         slots["webhook"] = ChannelSlot(wh, per_endpoint=cfg.webhook.per_endpoint, timeout=cfg.webhook.timeout)
     if cfg.twilio.enabled:
-        from gateway.twilio_wiring import build_twilio
+        from gateway.providers.twilio.wiring import build_twilio
 
         slots.update(await build_twilio(gw))
     for name, plugin in cfg.plugins.items():
@@ -58,7 +58,7 @@ async def build_channels(gw: Gateway) -> dict[str, ChannelSlot]:
                                   per_endpoint=plugin.per_endpoint, timeout=plugin.timeout,
                                   bucket=TokenBucket(plugin.rate) if plugin.rate else None)
     if cfg.aliyun.enabled or cfg.failover.sms or cfg.failover.voice:
-        from gateway.aliyun_wiring import build_failover  # issue 8: Aliyun + provider failover
+        from gateway.providers.aliyun.wiring import build_failover  # issue 8: Aliyun + provider failover
 
         slots.update(await build_failover(gw, slots))
     return slots

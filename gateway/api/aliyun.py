@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from channels.aliyun import parse_sms_report, parse_voice_report
-from gateway.aliyun_receipts import AliyunReceipts
 from gateway.api.common import GATEWAY
 from gateway.api.errors import ApiError
+from gateway.providers.aliyun.receipts import AliyunReceipts
 
 routes = web.RouteTableDef()
 PATHS = ("/v1/callbacks/aliyun/{token}/sms-report", "/v1/callbacks/aliyun/{token}/voice-report")

@@ -34,13 +34,13 @@ from channels.aliyun import (
 from channels.base import Channel, Destination, Message, SendResult
 from channels.failover import FailoverChannel, FailoverPolicy
 from gateway import logs
-from gateway.aliyun_receipts import AliyunReceipts
 from gateway.config import FailoverProviderCfg
 from gateway.dispatcher import ChannelSlot
 from gateway.events import Event
 from gateway.planner import LINK_VALIDITY
 from gateway.policy import load_policy
 from gateway.provider_metrics import ProviderMetrics
+from gateway.providers.aliyun.receipts import AliyunReceipts
 from gateway.ratelimit import TokenBucket
 from gateway.render import LEVELS, sms_segments
 from gateway.templates_cn import check_template_mapping, fill, rendered_text, resolve
@@ -152,7 +152,7 @@ class TemplatedChannel:
 
 class _FailoverSlot(ChannelSlot):
     """A slot whose channel stays the failover composite: a SIGHUP credential reload
-    (gateway/twilio_wiring.py `reload_twilio`) assigns a bare Twilio adapter to `slot.channel`;
+    (gateway/providers/twilio/wiring.py `reload_twilio`) assigns a bare Twilio adapter to `slot.channel`;
     here that swaps the Twilio provider inside the composite instead."""
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -1,0 +1,1 @@
+"""Aliyun SMS and voice: wiring with provider failover, delivery receipts (pull and push)."""
