@@ -11,7 +11,7 @@ from gateway.cap_map import check_remit, check_supported, event_from_alert, find
 from gateway.cap_sig import check_signature
 from gateway.events import EventType
 from gateway.flows.errors import Invalid
-from gateway.intake import unknown_lift
+from gateway.flows.intake import unknown_lift
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway

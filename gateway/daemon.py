@@ -109,12 +109,12 @@ class Gateway:
     async def submit(self, event: Event, *, source: str, principal: str, origin: dict[str, Any] | None = None,
                      warnings: list[str] | None = None, machine: bool = False) -> tuple[int, dict[str, Any]]:
         """Plan and durably record an event; (202, answer), or (200, answer) for a replay
-        (see gateway.intake.submit for `origin`, `warnings` and `machine`).
+        (see gateway.flows.intake.submit for `origin`, `warnings` and `machine`).
 
         Raises:
-            gateway.flows.errors.Conflict, Invalid: see `gateway.intake.submit`.
+            gateway.flows.errors.Conflict, Invalid: see `gateway.flows.intake.submit`.
         """
-        from gateway.intake import submit
+        from gateway.flows.intake import submit
 
         return await submit(self, event, source=source, principal=principal, origin=origin, warnings=warnings,
                             machine=machine)
@@ -156,7 +156,7 @@ class Gateway:
         self.metrics.register_channels(self.channels.keys())
         self.runtime = self.load_runtime()
         d = cfg.dispatch
-        from gateway.receipts import delivery_meta, on_delivery_failed, receipt_timeouts
+        from gateway.flows.receipts import delivery_meta, on_delivery_failed, receipt_timeouts
 
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.metrics,
@@ -167,7 +167,7 @@ class Gateway:
         )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
-        from gateway.escalation import escalation_loop
+        from gateway.flows.escalation import escalation_loop
 
         self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))
         if "sms" in self.channels or "voice" in self.channels:

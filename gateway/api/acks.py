@@ -12,7 +12,7 @@ from gateway.acklinks import BadLink
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.logs import get as get_logger
-from gateway.receipts import ACK_WORDS, acknowledge, handle_status
+from gateway.flows.receipts import ACK_WORDS, acknowledge, handle_status
 
 routes = web.RouteTableDef()
 log = get_logger("gateway.api.acks")

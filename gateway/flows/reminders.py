@@ -66,7 +66,7 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
     chain = hashlib.sha256(head["chain_id"].encode()).hexdigest()[:16]
     if spec.action == "rebroadcast_public":
         return await _rebroadcast(gw, head, slot, chain)
-    from gateway.intake import submit
+    from gateway.flows.intake import submit
 
     reminder = Event(id=f"rem:{chain}:{spec.name}:{slot}", type=EventType.REPORT_REQUESTED, status=event.status,
                      area=event.area, headline=spec.headline)

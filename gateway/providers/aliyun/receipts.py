@@ -1,4 +1,4 @@
-"""Aliyun receipts applied to deliveries, like Twilio's (gateway/receipts.py): pushed SmsReport /
+"""Aliyun receipts applied to deliveries, like Twilio's (gateway/flows/receipts.py): pushed SmsReport /
 VoiceReport batches and pulled QuerySendDetails pages both end here.
 
 A receipt finds its delivery by `provider_ref` ("aliyun:<BizId>" / "aliyun:<CallId>"), else by
@@ -20,7 +20,7 @@ from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
 from gateway.logs import get as get_logger
-from gateway.receipts import fallback
+from gateway.flows.receipts import fallback
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway

@@ -5,7 +5,7 @@ one `FailoverChannel` (channels/failover.py) over the configured providers, wrap
 send carries the approved template and its parameters (gateway/templates_cn.py) for Aliyun.
 
 Reference choice: Aliyun references are stored as "aliyun:<BizId|CallId>" (our receipt code looks
-them up so); Twilio's stay bare ("SM..."/"CA...", self-identifying), so gateway/receipts.py keeps
+them up so); Twilio's stay bare ("SM..."/"CA...", self-identifying), so gateway/flows/receipts.py keeps
 matching Twilio's callbacks unchanged whether or not Twilio sits behind a failover channel.
 """
 
