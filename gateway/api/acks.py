@@ -11,8 +11,9 @@ from channels.twilio import ack_twiml, validate_signature
 from gateway.acklinks import BadLink
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
+from gateway.flows.acks import ACK_WORDS, acknowledge
+from gateway.flows.receipts import handle_status
 from gateway.logs import get as get_logger
-from gateway.flows.receipts import ACK_WORDS, acknowledge, handle_status
 
 routes = web.RouteTableDef()
 log = get_logger("gateway.api.acks")

@@ -16,9 +16,9 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from gateway.durations import parse_duration
+from gateway.flows.fallback import voice_text
 from gateway.logs import get as get_logger
 from gateway.planner import endpoint_key, new_delivery_id
-from gateway.flows.receipts import voice_text
 from gateway.store.base import PlannedDelivery
 
 if TYPE_CHECKING:

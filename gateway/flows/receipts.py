@@ -1,9 +1,6 @@
-"""Receipts, acknowledgements (签收) and fallback across channels.
-
-Provider receipts move a delivery from `sent` to `delivered` or `failed` (order-tolerant: a
-late `sent` never overwrites `delivered`). A failed SMS becomes a voice call to the unit's
-landline at once; an unanswered call is retried, then the unit's next number is called. Each
-follow-up is a new delivery whose `cause_id` names its cause, so it is created only once.
+"""Provider receipts: they move a delivery from `sent` to `delivered` or `failed` (order-tolerant:
+a late `sent` never overwrites `delivered`); a failure, or no receipt in time, falls back to
+another channel (`gateway.flows.fallback`).
 """
 
 from __future__ import annotations
@@ -15,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from channels.base import DeliveryError
 from channels.twilio import classify_delivery_error_code
-from gateway.events import Event
+from gateway.flows.fallback import fallback
 from gateway.logs import get as get_logger
-from gateway.planner import endpoint_key, new_delivery_id
-from gateway.store.base import AckResult, OutboxItem, PlannedDelivery
+from gateway.store.base import OutboxItem
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -29,7 +25,6 @@ SMS_DELIVERED = {"delivered", "read"}
 SMS_FAILED = {"undelivered", "failed"}
 VOICE_UNANSWERED = {"busy", "no-answer"}
 VOICE_FAILED = {"failed", "canceled"}
-ACK_WORDS = {"1", "收到", "确认", "签收"}
 
 
 def delivery_meta(gw: Gateway, item: OutboxItem) -> Mapping[str, str]:
@@ -110,72 +105,6 @@ async def on_delivery_failed(gw: Gateway, item: OutboxItem, exc: DeliveryError) 
         d = await gw.store.delivery(delivery_id=item.id)
         if d is not None:
             await fallback(gw, d, cause=exc.detail)
-
-
-async def fallback(gw: Gateway, d: dict[str, Any], *, cause: str) -> str | None:
-    """A voice call replacing a failed SMS or call: the unit's landline first, then the next
-    number not yet tried for this event. None when the unit has no other way or has acked."""
-    if d.get("unit_acked_at") is not None or "voice" not in gw.channels:
-        return None
-    unit = gw.runtime.roster.units.get(d["unit_id"])
-    if unit is None:
-        return None
-    used = set(await gw.store.addresses_used(d["event_id"], d["unit_id"]))
-    mobiles = {c.address for c in unit.contacts if c.kind == "mobile"}
-    phones = [c.address for c in unit.contacts if c.kind in ("fixed", "mobile")]
-    if d["channel"] == "sms":
-        # the same unit by voice: a landline first (an SMS failure often means the mobile is off)
-        order = [a for a in phones if a not in mobiles] + [a for a in phones if a in mobiles]
-    else:
-        order = [a for a in phones if a not in used]
-    target = next(iter(order), None)
-    if target is None:
-        log.warning("fallback_exhausted", event_id=d["event_id"], unit_id=d["unit_id"], cause=cause)
-        return None
-    text = await voice_text(gw, d)
-    planned = PlannedDelivery(
-        id=new_delivery_id(), unit_id=d["unit_id"], unit_name=d["unit_name"], channel="voice", address=target,
-        endpoint_key=endpoint_key("voice", target), text=text, payload="",
-        max_attempts=gw.runtime.policy.max_attempts("voice"), priority=d["priority"], deadline=d["deadline"],
-        cause_id=d["id"],
-    )
-    added = await gw.store.add_deliveries(d["event_id"], [planned], now=time.time())
-    if added:
-        gw.dispatcher.wake()
-        log.info("fallback_created", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=added[0],
-                 cause_id=d["id"], channel="voice", cause=cause)
-        return added[0]
-    return None
-
-
-async def voice_text(gw: Gateway, d: dict[str, Any]) -> str:
-    from datetime import UTC, datetime, timedelta
-
-    view = await gw.store.get_event(d["event_id"])
-    event = Event.model_validate({**view["event"], "id": d["event_id"]})
-    accepted = datetime.fromtimestamp(d["accepted_at"], UTC)
-    ctx = gw.renderer.context(event, d["event_id"], accepted)
-    unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
-    ack = timedelta(minutes=1) if unit and unit["ack_required"] else None
-    return gw.renderer.voice(ctx, unit_name=d["unit_name"], ack=ack)
-
-
-async def acknowledge(gw: Gateway, *, delivery_id: str, by: str, via: str, note: str = "") -> AckResult | None:
-    """Record a unit's receipt confirmation through one of its deliveries. None: unknown."""
-    d = await gw.store.delivery(delivery_id=delivery_id)
-    if d is None:
-        return None
-    res = await gw.store.record_ack(event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id,
-                                    by=by, via=via, at=time.time())
-    if res is None:
-        return None
-    if res.first:
-        gw.metrics.ack_latency.labels(res.level or "none").observe(max(0.0, time.time() - res.accepted_at))
-        detail = {"via": via, "delivery_id": delivery_id, **({"note": note} if note else {})}
-        await gw.audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", detail)
-    log.info("ack_recorded", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id, via=via,
-             by=by, first=res.first)
-    return res
 
 
 async def receipt_timeouts(gw: Gateway) -> None:

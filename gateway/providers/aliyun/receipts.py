@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
+from gateway.flows.fallback import fallback
 from gateway.logs import get as get_logger
-from gateway.flows.receipts import fallback
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
