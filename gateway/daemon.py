@@ -26,6 +26,7 @@ from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.auth import TokenBook
 from gateway.config import Config
+from gateway.deliveries import Deliveries
 from gateway.dispatcher import Dispatcher
 from gateway.events import Event, body_hash
 from gateway.flows.errors import DomainError
@@ -47,6 +48,11 @@ class Runtime:
     resolver: StaticResolver
     policy: Policy
     planner: Planner
+
+    @property
+    def deliveries(self) -> Deliveries:
+        """The delivery factory of this runtime's policy and channels."""
+        return self.planner.deliveries
 
 
 class Gateway:

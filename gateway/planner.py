@@ -6,21 +6,19 @@ transaction together with the event.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
+from gateway.deliveries import Deliveries, deadline_for, new_delivery_id
 from gateway.events import Event
 from gateway.policy import Policy
 from gateway.render import Renderer
 from gateway.store.base import PlannedAck, PlannedDelivery
 from gateway.store.common import ts
 
-MIN_DEADLINE = timedelta(minutes=10)
 LINK_VALIDITY = timedelta(hours=24)  # ack links outlive the ack window: late confirmations count
 
 
@@ -38,25 +36,6 @@ class _UnitPlan:
     ack: timedelta | None
 
 
-def new_delivery_id() -> str:
-    return "dl_" + secrets.token_hex(10)
-
-
-def endpoint_key(channel: str, address: str) -> str:
-    """Deliveries sharing a key share a concurrency limit: a webhook origin, or the provider."""
-    if channel == "webhook":
-        u = urlsplit(address)
-        return f"webhook:{u.scheme}://{u.netloc}"
-    return channel
-
-
-def deadline_for(event: Event, accepted: datetime, horizon: timedelta) -> float:
-    end = accepted + horizon
-    if event.valid_until is not None and event.valid_until > accepted + MIN_DEADLINE:
-        end = min(end, event.valid_until)
-    return end.timestamp()
-
-
 class Planner:
     """Plans the deliveries of one event."""
 
@@ -67,6 +46,7 @@ class Planner:
         self.resolver = resolver
         self.renderer = renderer
         self.channels = set(channels)
+        self.deliveries = Deliveries(policy, self.channels)
 
     async def _units(self, event: Event, accepted: datetime) -> dict[str, _UnitPlan]:
         """Resolve every plan's audience; merge channels (union) and ack windows (shortest).
@@ -88,25 +68,6 @@ class Planner:
                     up.ack = plan.ack_within if up.ack is None else min(up.ack, plan.ack_within)
         return units
 
-    def _targets(self, up: _UnitPlan, warnings: list[str]) -> list[tuple[str, str, str]]:
-        """(channel, address, format) for one unit. SMS to a landline-only unit becomes voice."""
-        eps = up.recipient.endpoints
-        out: list[tuple[str, str, str]] = []
-        for ch in up.channels:
-            if ch not in self.channels:
-                warnings.append(f"channel {ch} is not enabled; {up.recipient.unit_id} not reached by it")
-                continue
-            addrs = [e.address for e in eps if e.kind == ch]
-            if ch == "webhook":
-                out.extend(("webhook", e.address, e.format) for e in eps if e.kind == "webhook")
-            elif addrs:
-                out.append((ch, addrs[0], ""))
-            elif ch == "sms" and "voice" in self.channels:
-                voice = [e.address for e in eps if e.kind == "voice"]
-                if voice and "voice" not in up.channels:
-                    out.append(("voice", voice[0], ""))
-        return list(dict.fromkeys(out))
-
     async def plan(self, event: Event, event_id: str, accepted: datetime,
                    cap: Callable[[], str] | None = None) -> PlanResult:
         """`cap` renders the event as CAP 1.2 XML for webhook endpoints that ask for it (called at
@@ -121,7 +82,7 @@ class Planner:
             ack_deadline = (accepted + up.ack) if up.ack else None
             res.acks.append(PlannedAck(r.unit_id, r.unit_name, up.ack is not None,
                                        ack_deadline.timestamp() if ack_deadline else None))
-            targets = self._targets(up, res.warnings)
+            targets = self.deliveries.plan_targets(r, up.channels, res.warnings)
             if not targets:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             sms_text: str | None = None
@@ -150,10 +111,9 @@ class Planner:
                             ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
                         )
                     payload = unit_payload
-                res.deliveries.append(PlannedDelivery(
-                    id=did, unit_id=r.unit_id, unit_name=r.unit_name, channel=ch,
-                    address=addr, endpoint_key=endpoint_key(ch, addr), text=text, payload=payload,
-                    max_attempts=self.policy.max_attempts(ch), priority=priority, deadline=deadline,
+                res.deliveries.append(self.deliveries.build(
+                    delivery_id=did, unit_id=r.unit_id, unit_name=r.unit_name, channel=ch, address=addr,
+                    text=text, payload=payload, priority=priority, deadline=deadline,
                 ))
         res.warnings = list(dict.fromkeys(res.warnings))
         return res

@@ -9,17 +9,15 @@ a `cause_id` that makes them unique, and the step counter advances by compare-an
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
 from gateway.flows.fallback import voice_text
 from gateway.logs import get as get_logger
-from gateway.planner import endpoint_key, new_delivery_id
-from gateway.store.base import PlannedDelivery
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -72,23 +70,17 @@ async def _advance(gw: Gateway, row: dict[str, Any], steps: list[dict[str, Any]]
 
 async def _repeat_voice(gw: Gateway, row: dict[str, Any], step: int) -> None:
     unit = gw.runtime.roster.units.get(row["unit_id"])
-    if unit is None or "voice" not in gw.channels:
-        return
-    phones = [c.address for c in unit.contacts if c.kind in ("fixed", "mobile")]
-    if not phones:
+    factory = gw.runtime.deliveries
+    phone = factory.repeat_voice(unit) if unit is not None else None
+    if phone is None:
         return
     d = {"event_id": row["event_id"], "unit_id": row["unit_id"], "unit_name": row["unit_name"],
          "accepted_at": 0.0}
     view = await gw.store.get_event(row["event_id"])
     d["accepted_at"] = _epoch(view["accepted_at"])
     text = await voice_text(gw, d)
-    planned = PlannedDelivery(
-        id=new_delivery_id(), unit_id=row["unit_id"], unit_name=row["unit_name"], channel="voice",
-        address=phones[0], endpoint_key=endpoint_key("voice", phones[0]), text=text, payload="",
-        max_attempts=gw.runtime.policy.max_attempts("voice"), priority=0,
-        deadline=time.time() + gw.runtime.policy.horizon.total_seconds(),
-        cause_id=f"esc:{row['event_id']}:{row['unit_id']}:{step}",
-    )
+    planned = factory.build(unit_id=row["unit_id"], unit_name=row["unit_name"], channel="voice", address=phone,
+                            text=text, cause_id=escalation_cause(row["event_id"], row["unit_id"], step))
     if await gw.store.add_deliveries(row["event_id"], [planned], now=time.time()):
         gw.dispatcher.wake()
 
@@ -101,29 +93,16 @@ async def _notify_hq_office(gw: Gateway, event_id: str, step: int, units: list[d
             f"{_LEVEL.get(level or '', '')}预警通知：{'、'.join(names)}。请督促落实。")
     payload = json.dumps({"escalation": {"event_id": event_id, "step": step, "unconfirmed": [
         {"id": u["unit_id"], "name": u["unit_name"]} for u in units]}, "text": text}, ensure_ascii=False)
-    digest = hashlib.sha256(",".join(sorted(u["unit_id"] for u in units)).encode()).hexdigest()[:12]
-    planned = []
-    for office in gw.runtime.roster.units.values():
-        if "hq_office" not in office.roles:
-            continue
-        targets = [("webhook", c.address) for c in office.contacts if c.kind == "url"]
-        mobiles = [c.address for c in office.contacts if c.kind == "mobile"]
-        fixed = [c.address for c in office.contacts if c.kind == "fixed"]
-        if mobiles and "sms" in gw.channels:
-            targets.append(("sms", mobiles[0]))
-        elif fixed and "voice" in gw.channels:
-            targets.append(("voice", fixed[0]))
-        for ch, addr in targets:
-            if ch not in gw.channels:
-                continue
-            planned.append(PlannedDelivery(
-                id=new_delivery_id(), unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
-                endpoint_key=endpoint_key(ch, addr), text=text.removeprefix(gw.config.sms.signature)
-                if ch == "voice" else text, payload=payload if ch == "webhook" else "",
-                max_attempts=gw.runtime.policy.max_attempts(ch), priority=0,
-                deadline=time.time() + gw.runtime.policy.horizon.total_seconds(),
-                cause_id=f"esc:{event_id}:notify:{step}:{digest}:{ch}:{addr}",
-            ))
+    factory = gw.runtime.deliveries
+    unit_ids = [u["unit_id"] for u in units]
+    planned = [
+        factory.build(unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
+                      text=text.removeprefix(gw.config.sms.signature) if ch == "voice" else text,
+                      payload=payload if ch == "webhook" else "",
+                      cause_id=notify_cause(event_id, step, unit_ids, ch, addr))
+        for office in gw.runtime.roster.units.values() if "hq_office" in office.roles
+        for ch, addr in factory.office_targets(office)
+    ]
     if planned and await gw.store.add_deliveries(event_id, planned, now=time.time()):
         gw.dispatcher.wake()
         log.info("hq_office_notified", event_id=event_id, step=step, unconfirmed=len(units))

@@ -9,10 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from gateway.deliveries import fallback_cause
 from gateway.events import Event
 from gateway.logs import get as get_logger
-from gateway.planner import endpoint_key, new_delivery_id
-from gateway.store.base import PlannedDelivery
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -29,24 +28,15 @@ async def fallback(gw: Gateway, d: dict[str, Any], *, cause: str) -> str | None:
     if unit is None:
         return None
     used = set(await gw.store.addresses_used(d["event_id"], d["unit_id"]))
-    mobiles = {c.address for c in unit.contacts if c.kind == "mobile"}
-    phones = [c.address for c in unit.contacts if c.kind in ("fixed", "mobile")]
-    if d["channel"] == "sms":
-        # the same unit by voice: a landline first (an SMS failure often means the mobile is off)
-        order = [a for a in phones if a not in mobiles] + [a for a in phones if a in mobiles]
-    else:
-        order = [a for a in phones if a not in used]
-    target = next(iter(order), None)
+    factory = gw.runtime.deliveries
+    target = factory.fallback_voice(unit, d["channel"], used)
     if target is None:
         log.warning("fallback_exhausted", event_id=d["event_id"], unit_id=d["unit_id"], cause=cause)
         return None
     text = await voice_text(gw, d)
-    planned = PlannedDelivery(
-        id=new_delivery_id(), unit_id=d["unit_id"], unit_name=d["unit_name"], channel="voice", address=target,
-        endpoint_key=endpoint_key("voice", target), text=text, payload="",
-        max_attempts=gw.runtime.policy.max_attempts("voice"), priority=d["priority"], deadline=d["deadline"],
-        cause_id=d["id"],
-    )
+    planned = factory.build(unit_id=d["unit_id"], unit_name=d["unit_name"], channel="voice", address=target,
+                            text=text, priority=d["priority"], deadline=d["deadline"],
+                            cause_id=fallback_cause(d["id"]))
     added = await gw.store.add_deliveries(d["event_id"], [planned], now=time.time())
     if added:
         gw.dispatcher.wake()

@@ -9,10 +9,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from gateway.deliveries import public_cause
 from gateway.durations import parse_duration
 from gateway.flows.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.logs import get as get_logger
-from gateway.planner import endpoint_key, new_delivery_id
 from gateway.store.base import PlannedDelivery, UnknownEvent
 
 if TYPE_CHECKING:
@@ -130,19 +130,13 @@ def public_deliveries(g: Gateway, pm: dict[str, Any], ev: dict[str, Any], round_
     is a periodic re-broadcast (its own cause ids, so each round goes out once)."""
     payload = json.dumps({"public_message": {"id": pm["id"], "event_id": pm["event_id"], "text": pm["text"],
                                              "level": ev["level"], "approved_by": "hq"}}, ensure_ascii=False)
-    out = []
+    factory = g.runtime.deliveries
+    out: list[PlannedDelivery] = []
     for uid in pm["channels"]:
         unit = g.runtime.roster.units.get(uid)
         if unit is None:
             continue
-        for c in unit.contacts:
-            if c.kind != "url" or "webhook" not in g.channels:
-                continue
-            out.append(PlannedDelivery(
-                id=new_delivery_id(), unit_id=uid, unit_name=unit.name, channel="webhook", address=c.address,
-                endpoint_key=endpoint_key("webhook", c.address), text=pm["text"], payload=payload,
-                max_attempts=g.runtime.policy.max_attempts("webhook"), priority=0,
-                deadline=time.time() + g.runtime.policy.horizon.total_seconds(),
-                cause_id=f"{pm['id']}:{uid}:{c.address}" + (f":r{round_}" if round_ else ""),
-            ))
+        out.extend(factory.build(unit_id=uid, unit_name=unit.name, channel="webhook", address=url, text=pm["text"],
+                                 payload=payload, cause_id=public_cause(pm["id"], uid, url, round_))
+                   for url in factory.webhooks(unit))
     return out
