@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from contacts.model import Contact, Group, Roster, RosterError, Unit, lookup_key
+from contacts.model import ACTION_KEYS, Actions, Contact, Group, Roster, RosterError, Unit, lookup_key
 from contacts.numbers import parse_number
 
 __all__ = ["PACKAGED_ROSTER", "RosterError", "load_roster", "load_roster_text"]
@@ -25,7 +25,9 @@ PACKAGED_ROSTER = "contacts/rosters/zezhou.yaml"
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = frozenset({"roles", "groups", "units"})
-_UNIT_KEYS = frozenset({"id", "name", "aliases", "roles", "duties", "contacts"})
+_UNIT_KEYS = frozenset({"id", "name", "aliases", "roles", "duties", "contacts", "actions"})
+_ACTION_KEYS = frozenset(ACTION_KEYS)
+MAX_ACTION_CHARS = 40  # an action line is one clause of an SMS: longer ones cannot fit the budget
 _GROUP_KEYS = frozenset({"id", "name", "lead", "members", "duties"})
 _CONTACT_KEYS = frozenset({"number", "url", "label", "format"})
 WEBHOOK_FORMATS = ("json", "cap")
@@ -129,6 +131,24 @@ def _contact(check: _Checker, raw: object, where: str) -> Contact | None:
         return None
 
 
+def _actions(check: _Checker, raw: object, where: str) -> Actions:
+    if raw is None:
+        return Actions()
+    entry = check.mapping(raw, f"{where} actions", _ACTION_KEYS)
+    if entry is None:
+        return Actions()
+    lines: dict[str, str] = {}
+    for key in ACTION_KEYS:
+        if key not in entry:
+            continue
+        line = check.text(entry, key, f"{where} actions")
+        if len(line) > MAX_ACTION_CHARS:
+            check.errors.append(f"{where} actions: {key!r} has {len(line)} characters; at most "
+                                f"{MAX_ACTION_CHARS} fit an SMS beside the notice")
+        lines[key] = line.strip()
+    return Actions(**lines)
+
+
 def _roles(check: _Checker, raw: object) -> dict[str, str]:
     if not isinstance(raw, dict) or not raw:
         check.errors.append("roles: expected a non-empty mapping of role id to its Chinese description")
@@ -176,6 +196,7 @@ def _unit(
         groups=(),  # derived from the groups section once all units are known
         duties=check.text(entry, "duties", where, required=False),
         contacts=tuple(c for c in contacts if c is not None),
+        actions=_actions(check, entry.get("actions"), where),
     )
 
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Contact", "Group", "Roster", "RosterError", "Unit", "lookup_key"]
+__all__ = ["ACTION_KEYS", "Actions", "Contact", "Group", "Roster", "RosterError", "Unit", "lookup_key"]
+
+# The keys of a unit's action lines: the three warning levels, then what to do when a warning is lifted.
+ACTION_KEYS = ("yellow", "orange", "red", "lift")
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -58,6 +61,30 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
+class Actions:
+    """What a unit must do, in one short line per warning level and on lift (drafted from the plan)."""
+
+    yellow: str = ""
+    orange: str = ""
+    red: str = ""
+    lift: str = ""
+
+    def at(self, key: str | None) -> str:
+        """The line for a level ("yellow", "orange", "red"; the legacy "blue" reads as yellow) or
+        "lift"; empty when the unit has none for it."""
+        key = "yellow" if key == "blue" else key
+        return str(getattr(self, key, "")) if key in ACTION_KEYS else ""
+
+    def missing(self) -> list[str]:
+        """The keys without a line."""
+        return [k for k in ACTION_KEYS if not self.at(k)]
+
+    def to_json(self) -> dict[str, str]:
+        """Plain-JSON form: key -> line, only the keys with a line."""
+        return {k: self.at(k) for k in ACTION_KEYS if self.at(k)}
+
+
+@dataclass(frozen=True, slots=True)
 class Unit:
     """A government unit (not a person): the recipient of notifications."""
 
@@ -68,6 +95,7 @@ class Unit:
     groups: tuple[str, ...]
     duties: str
     contacts: tuple[Contact, ...]
+    actions: Actions = field(default_factory=Actions)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form used by the API, the console and `Roster.to_json`."""
@@ -79,6 +107,7 @@ class Unit:
             "groups": list(self.groups),
             "duties": self.duties,
             "contacts": [c.to_json() for c in self.contacts],
+            "actions": self.actions.to_json(),
         }
 
 

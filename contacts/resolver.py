@@ -7,10 +7,10 @@ package never needs to import `channels`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from contacts.model import Contact, Roster, Unit
+from contacts.model import Actions, Contact, Roster, Unit
 
 __all__ = ["Audience", "Endpoint", "Recipient", "StaticResolver", "UnknownAudience", "endpoints_for"]
 
@@ -69,6 +69,7 @@ class Recipient:
     groups: tuple[str, ...]
     duties: str
     endpoints: tuple[Endpoint, ...]
+    actions: Actions = field(default_factory=Actions)
 
 
 class UnknownAudience(ValueError):
@@ -107,6 +108,7 @@ def _recipient(unit: Unit) -> Recipient:
         groups=unit.groups,
         duties=unit.duties,
         endpoints=endpoints_for(unit.contacts),
+        actions=unit.actions,
     )
 
 

@@ -10,9 +10,12 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from contacts.model import Roster
 
 BANNER = """\
 ============================================================================
@@ -95,6 +98,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def units_without_actions(roster: Roster) -> list[str]:
+    """One line per unit lacking an action line for a level or the lift: its messages then carry
+    only the generic instruction (请落实本单位…响应措施)."""
+    return [f"unit {u.id!r} ({u.name}) has no action for: {', '.join(u.actions.missing())}"
+            for u in roster.units.values() if u.actions.missing()]
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from contacts.loader import load_roster
     from contacts.model import RosterError
@@ -141,6 +151,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             problems.append(f"cap.trusted_certs: {type(exc).__name__}: {exc}")
     if roster is not None:
         for w in roster.warnings:
+            print(f"warning: roster: {w}")
+        for w in units_without_actions(roster):
             print(f"warning: roster: {w}")
     for p in problems:
         print(f"error: {p}", file=sys.stderr)

@@ -87,17 +87,18 @@ class Planner:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             sms_text: str | None = None
             unit_payload: str | None = None
+            action = self.renderer.action(ctx, r.actions)
             for ch, addr, fmt in targets:
                 did = new_delivery_id()
                 if ch == "voice":
-                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack)
+                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
                 elif ch == "sms" and up.ack and self.links is not None:
                     expires = accepted + max(up.ack, LINK_VALIDITY)
-                    text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack,
+                    text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action,
                                              ack_url=self.links.url(did, expires.timestamp()))
                 else:
                     if sms_text is None:
-                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack)
+                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
                     text = sms_text
                 payload = ""
                 if ch == "webhook" and fmt == "cap" and cap is not None:
@@ -109,6 +110,7 @@ class Planner:
                         unit_payload = self.renderer.webhook(
                             ctx, unit_id=r.unit_id, unit_name=r.unit_name, text=text,
                             ack_deadline=ts(ack_deadline.timestamp()) if ack_deadline else None,
+                            action=action,
                         )
                     payload = unit_payload
                 res.deliveries.append(self.deliveries.build(

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from gateway.events import Event, Status
+from contacts.model import Actions
+from gateway.events import Event, EventType, Status
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 LEVELS = {"yellow": ("黄色", "Ⅲ"), "orange": ("橙色", "Ⅱ"), "red": ("红色", "Ⅰ"), "blue": ("蓝色", "Ⅳ")}
@@ -100,15 +101,26 @@ class Renderer:
             "until_text": until,
             "headline": event.headline,
             "body": event.body,
+            # which of a unit's action lines this event asks for
+            "action_key": "lift" if event.type is EventType.WARNING_LIFTED else
+                          (event.level.value if event.level else None),
         }
         data = event.canonical()
         data["id"] = event_id
         return EventContext(values, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
-    def sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, ack_url: str = "") -> str:
+    @staticmethod
+    def action(ctx: EventContext, actions: Actions) -> str:
+        """The unit's own action line for this event (its level, or lift); empty when it has none."""
+        if not str(ctx.values["type"]).startswith("warning."):
+            return ""
+        return actions.at(ctx.values["action_key"])
+
+    def sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, ack_url: str = "",
+            action: str = "") -> str:
         """The SMS text. Raises RenderError when it exceeds the segment budget."""
         text = self._sms.render(ctx.values, unit_name=unit_name, ack=_span(ack) if ack else "",
-                                ack_url=ack_url).strip()
+                                ack_url=ack_url, action=action).strip()
         text = text.replace("\n", "")
         n = sms_segments(text)
         if n > self.max_sms_segments:
@@ -119,14 +131,17 @@ class Renderer:
             )
         return text
 
-    def voice(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None) -> str:
-        return self._voice.render(ctx.values, unit_name=unit_name, ack=bool(ack)).replace("\n", "").strip()
+    def voice(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, action: str = "") -> str:
+        """The text spoken on the unit's call."""
+        return self._voice.render(ctx.values, unit_name=unit_name, ack=bool(ack),
+                                  action=action).replace("\n", "").strip()
 
     def webhook(
-        self, ctx: EventContext, *, unit_id: str, unit_name: str, text: str, ack_deadline: str | None
+        self, ctx: EventContext, *, unit_id: str, unit_name: str, text: str, ack_deadline: str | None,
+        action: str = "",
     ) -> str:
         """The webhook JSON, assembled around the event JSON serialised once per event."""
-        unit = json.dumps({"id": unit_id, "name": unit_name}, ensure_ascii=False)
+        unit = json.dumps({"id": unit_id, "name": unit_name, "action": action or None}, ensure_ascii=False)
         tail = json.dumps(
             {"text": text, "ack": {"required": ack_deadline is not None, "deadline": ack_deadline}},
             ensure_ascii=False,

@@ -24,7 +24,7 @@ from gateway.policy import Policy
 # What a variable pattern may use: the renderer's event context plus per-unit values.
 CONTEXT_KEYS = frozenset({
     "signature", "drill", "drill_spoken", "type", "lv", "level_name", "roman", "start", "until_text",
-    "headline", "body", "area", "unit_name", "ack", "ack_url", "ack_token",
+    "headline", "body", "area", "unit_name", "ack", "ack_url", "ack_token", "action", "action_key",
 })
 URL_KEYS = frozenset({"ack_url"})
 _WARNINGS_NEED_LEVEL = {t for t in EventType if t.value.startswith("warning.") and t is not EventType.WARNING_LIFTED}

@@ -53,4 +53,6 @@ async def voice_text(gw: Gateway, d: dict[str, Any]) -> str:
     ctx = gw.renderer.context(event, d["event_id"], accepted)
     unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
     ack = timedelta(minutes=1) if unit and unit["ack_required"] else None
-    return gw.renderer.voice(ctx, unit_name=d["unit_name"], ack=ack)
+    roster_unit = gw.runtime.roster.units.get(d["unit_id"])
+    action = gw.renderer.action(ctx, roster_unit.actions) if roster_unit is not None else ""
+    return gw.renderer.voice(ctx, unit_name=d["unit_name"], ack=ack, action=action)

@@ -102,9 +102,12 @@ class TemplateContexts:
 
     def _context(self, event: Event, d: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
         accepted = datetime.fromtimestamp(d["accepted_at"], UTC)
-        values = dict(self.gw.renderer.context(event, d["event_id"], accepted).values)
+        ctx = self.gw.renderer.context(event, d["event_id"], accepted)
+        values = dict(ctx.values)
         values.update(level_name=LEVELS.get(event.level.value if event.level else "", ("", ""))[0],
                       area=event.area, unit_name=d["unit_name"], ack="", ack_url="", ack_token="")
+        roster_unit = self.gw.runtime.roster.units.get(d["unit_id"])
+        values["action"] = self.gw.renderer.action(ctx, roster_unit.actions) if roster_unit else ""
         unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
         if unit and unit["ack_required"] and unit["ack_deadline"]:
             window = datetime.fromisoformat(unit["ack_deadline"].replace("Z", "+00:00")) - accepted
