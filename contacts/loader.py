@@ -18,6 +18,7 @@ import yaml
 
 from contacts.model import ACTION_KEYS, Actions, Contact, Group, Roster, RosterError, Unit, lookup_key
 from contacts.numbers import parse_number
+from contacts.people import people_from_yaml
 
 __all__ = ["PACKAGED_ROSTER", "RosterError", "load_roster", "load_roster_text"]
 
@@ -25,7 +26,7 @@ PACKAGED_ROSTER = "contacts/rosters/zezhou.yaml"
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = frozenset({"roles", "groups", "units"})
-_UNIT_KEYS = frozenset({"id", "name", "aliases", "roles", "duties", "contacts", "actions"})
+_UNIT_KEYS = frozenset({"id", "name", "aliases", "roles", "duties", "contacts", "actions", "persons", "duty"})
 _ACTION_KEYS = frozenset(ACTION_KEYS)
 MAX_ACTION_CHARS = 40  # an action line is one clause of an SMS: longer ones cannot fit the budget
 _GROUP_KEYS = frozenset({"id", "name", "lead", "members", "duties"})
@@ -188,6 +189,8 @@ def _unit(
     elif not raw_contacts:
         check.warnings.append(f"{where}: has no contacts")
     contacts = [_contact(check, c, f"{where} contacts[{i}]") for i, c in enumerate(raw_contacts)]
+    persons, duty, problems = people_from_yaml(unit_id, entry.get("persons"), entry.get("duty"), where)
+    check.errors.extend(problems)
     return Unit(
         id=unit_id,
         name=check.text(entry, "name", where),
@@ -197,6 +200,8 @@ def _unit(
         duties=check.text(entry, "duties", where, required=False),
         contacts=tuple(c for c in contacts if c is not None),
         actions=_actions(check, entry.get("actions"), where),
+        persons=persons,
+        duty=duty,
     )
 
 
@@ -226,6 +231,16 @@ def _check_names(check: _Checker, units: Mapping[str, Unit]) -> None:
             other = owner.setdefault(name, unit.id)
             if other != unit.id:
                 check.errors.append(f"unit {unit.id!r}: name/alias {name!r} also used by unit {other!r}")
+
+
+def _check_person_ids(check: _Checker, units: Mapping[str, Unit]) -> None:
+    # Person ids are unique roster-wide: the sheet, acks and escalation records name a person by id.
+    owner: dict[str, str] = {}
+    for unit in units.values():
+        for person in unit.persons:
+            other = owner.setdefault(person.id, unit.id)
+            if other != unit.id:
+                check.errors.append(f"unit {unit.id!r}: person id {person.id!r} also used by unit {other!r}")
 
 
 def _unit_ref(check: _Checker, value: str, where: str, units: Mapping[str, Unit]) -> None:
@@ -309,6 +324,7 @@ def load_roster_text(text: str, source: str = "<string>") -> Roster:
     declared = _roles(check, data.get("roles"))
     units = _units(check, data.get("units"), declared)
     _check_names(check, units)
+    _check_person_ids(check, units)
     groups = _groups(check, data.get("groups"), units)
     if check.errors:
         raise RosterError([f"{source}: {e}" for e in check.errors])

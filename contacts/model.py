@@ -12,7 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contacts.people import DutyEntry, Person
 
 __all__ = ["ACTION_KEYS", "Actions", "Contact", "Group", "Roster", "RosterError", "Unit", "lookup_key"]
 
@@ -96,9 +99,13 @@ class Unit:
     duties: str
     contacts: tuple[Contact, ...]
     actions: Actions = field(default_factory=Actions)
+    # contact persons (liaison, leader, duty staff) and the duty schedule, kept by the office
+    persons: tuple[Person, ...] = ()
+    duty: tuple[DutyEntry, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form used by the API, the console and `Roster.to_json`."""
+        """Plain-JSON form used by the API, the console and `Roster.to_json`; persons' numbers
+        are masked (the office's export has them in full)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -108,6 +115,8 @@ class Unit:
             "duties": self.duties,
             "contacts": [c.to_json() for c in self.contacts],
             "actions": self.actions.to_json(),
+            "persons": [p.to_json() for p in self.persons],
+            "duty": [d.to_json() for d in self.duty],
         }
 
 
