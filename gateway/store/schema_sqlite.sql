@@ -58,7 +58,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, priority, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
 CREATE INDEX IF NOT EXISTS deliveries_chain_unit ON deliveries(chain_id, unit_id, status);
-CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries(status, lease_until);
+-- Partial where only some rows are ever looked up (as on PostgreSQL): a new delivery is pending,
+-- so it skips the lease index, and a webhook skips the address index (only SMS and voice replies
+-- are matched by address); every index a row skips is one b-tree insert less per fan-out row.
+DROP INDEX IF EXISTS deliveries_lease;
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries(lease_until) WHERE status='leased';
 CREATE INDEX IF NOT EXISTS deliveries_deadline ON deliveries(status, deadline);
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider_ref ON deliveries(provider_ref)
     WHERE provider_ref IS NOT NULL;
@@ -111,7 +115,9 @@ CREATE TABLE IF NOT EXISTS receipts (
     applied INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS receipts_ref ON receipts(provider_ref);
-CREATE INDEX IF NOT EXISTS deliveries_address ON deliveries(address, created_at);
+DROP INDEX IF EXISTS deliveries_address;  -- see deliveries_leased
+CREATE INDEX IF NOT EXISTS deliveries_voice_address ON deliveries(address, created_at)
+    WHERE channel IN ('sms','voice');
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_cause ON deliveries(cause_id) WHERE cause_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(status, sent_at) WHERE status='sent';
 

@@ -61,6 +61,8 @@ def link_used(c: sqlite3.Connection, delivery_id: str) -> bool:
 
 
 def open_delivery_for_address(c: sqlite3.Connection, address: str) -> dict[str, Any] | None:
+    # `channel IN ('sms','voice')` exactly as in the partial index deliveries_voice_address:
+    # SQLite uses a partial index only when the query repeats its condition
     r = c.execute(
         "SELECT d.id, d.event_id, d.unit_id FROM deliveries d JOIN unit_acks u"
         " ON u.event_id=d.event_id AND u.unit_id=d.unit_id"
