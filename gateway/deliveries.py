@@ -11,9 +11,11 @@ Pure: no I/O, no clock but the one given.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -24,7 +26,7 @@ from gateway.policy import Policy
 from gateway.store.records import PlannedDelivery
 
 __all__ = [
-    "MIN_DEADLINE", "Deliveries", "deadline_for", "endpoint_key", "escalation_cause", "fallback_cause",
+    "MIN_DEADLINE", "Deliveries", "deadline_for", "delivery_ids", "endpoint_key", "escalation_cause", "fallback_cause",
     "new_delivery_id", "notify_cause", "public_cause",
 ]
 
@@ -35,12 +37,34 @@ def new_delivery_id() -> str:
     return "dl_" + secrets.token_hex(10)
 
 
+def delivery_ids() -> Iterator[str]:
+    """Ids for one event's deliveries, the same form as `new_delivery_id`: a random prefix per
+    event and a counter, so a fan-out's rows go into the primary-key index in order (a random
+    id per row put each insert on a random page) and there is no random draw per row. Ids are
+    names, not secrets: ack links carry their own MAC."""
+    prefix = "dl_" + secrets.token_hex(6)
+    return (f"{prefix}{n:08x}" for n in itertools.count())
+
+
 def endpoint_key(channel: str, address: str) -> str:
     """Deliveries sharing a key share a concurrency limit: a webhook origin, or the provider."""
     if channel == "webhook":
-        u = urlsplit(address)
-        return f"webhook:{u.scheme}://{u.netloc}"
+        return f"webhook:{_origin(address)}"
     return channel
+
+
+# A plain http(s) URL: printable ASCII without spaces, no IPv6 brackets in its netloc.
+_PLAIN_URL = re.compile(r"(https?://[!-\"$-.0->@-Z\\^-~]*)(?:[/?#][!-~]*)?")
+
+
+def _origin(url: str) -> str:
+    """`scheme://netloc` as `urlsplit` has it; a plain URL is cut by one regex match (urlsplit
+    misses its own 128-entry cache on a roster of 100,000 URLs: a third of planning them)."""
+    m = _PLAIN_URL.fullmatch(url)
+    if m is not None:
+        return m.group(1)
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}"
 
 
 def deadline_for(event: Event, accepted: datetime, horizon: timedelta) -> float:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
-from gateway.deliveries import Deliveries, deadline_for, new_delivery_id
+from gateway.deliveries import Deliveries, deadline_for, delivery_ids
 from gateway.events import Event
 from gateway.policy import Policy
 from gateway.render import Renderer
@@ -77,6 +77,7 @@ class Planner:
         ctx = self.renderer.context(event, event_id, accepted)
         deadline = deadline_for(event, accepted, self.policy.horizon)
         priority = self.policy.priority(event)
+        ids = delivery_ids()
         for up in (await self._units(event, accepted)).values():
             r = up.recipient
             ack_deadline = (accepted + up.ack) if up.ack else None
@@ -89,7 +90,7 @@ class Planner:
             unit_payload: str | None = None
             action = self.renderer.action(ctx, r.actions)
             for ch, addr, fmt in targets:
-                did = new_delivery_id()
+                did = next(ids)
                 if ch == "voice":
                     text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
                 elif ch == "sms" and up.ack and self.links is not None:
