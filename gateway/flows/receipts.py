@@ -1,17 +1,22 @@
 """Provider receipts: they move a delivery from `sent` to `delivered` or `failed` (order-tolerant:
 a late `sent` never overwrites `delivered`); a failure, or no receipt in time, falls back to
 another channel (`gateway.flows.fallback`).
+
+Every provider parses its own callbacks or reports into the neutral `Receipt`
+(gateway/providers/<name>/receipts.py); `apply_receipt` is the one path that applies them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from channels.base import DeliveryError
-from channels.twilio import classify_delivery_error_code
+from gateway.config import Config
 from gateway.flows.fallback import fallback
 from gateway.logs import get as get_logger
 from gateway.store.base import OutboxItem
@@ -21,10 +26,61 @@ if TYPE_CHECKING:
 
 log = get_logger("gateway.receipts")
 
-SMS_DELIVERED = {"delivered", "read"}
-SMS_FAILED = {"undelivered", "failed"}
-VOICE_UNANSWERED = {"busy", "no-answer"}
-VOICE_FAILED = {"failed", "canceled"}
+
+class Outcome(StrEnum):
+    """What a receipt says about its delivery, whatever the provider's words."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNANSWERED = "unanswered"  # a call nobody took: called again while attempts remain, else failed
+    PROGRESS = "progress"  # queued, sending, ringing...: changes nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One provider receipt in neutral terms.
+
+    `ref` is the provider reference as stored on the delivery ("" when the receipt has none);
+    `out_id` our delivery id when the provider echoes it back (found by it when `ref` is not);
+    `channel`, when given, must be the delivery's (else the receipt is unmatched). `status` and
+    `code` are what the receipt log records; `reason` (a FailureReason value) and `detail` are
+    written on a failed delivery, `retry_detail` on an unanswered call that is called again.
+    """
+
+    provider: str
+    outcome: Outcome
+    status: str
+    ref: str = ""
+    out_id: str = ""
+    channel: str | None = None
+    code: str | None = None
+    reason: str = "other"
+    detail: str = ""
+    retry_detail: str = ""
+
+    @property
+    def log_ref(self) -> str:
+        """The reference the receipt log records."""
+        return self.ref or (f"{self.provider}:{self.out_id}" if self.out_id else "?")
+
+
+# (channel, delivery id, ok): a final outcome, for a failover channel's slow-receipt rule
+Resolved = Callable[[str, str, bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRules:
+    """Follow-up timings for every provider's receipts."""
+
+    receipt_timeout: float  # `sent` this long without a receipt: follow up
+    voice_retry_interval: float  # an unanswered call is placed again after this
+
+
+def receipt_rules(config: Config) -> ReceiptRules:
+    """The timings from config. They are documented under `channels.twilio` (where the contract
+    keeps them) and apply to whichever provider sent the delivery."""
+    tw = config.channels.twilio
+    return ReceiptRules(receipt_timeout=tw.receipt_timeout, voice_retry_interval=tw.voice_retry_interval)
 
 
 def delivery_meta(gw: Gateway, item: OutboxItem) -> Mapping[str, str]:
@@ -40,62 +96,67 @@ def delivery_meta(gw: Gateway, item: OutboxItem) -> Mapping[str, str]:
     }
 
 
-async def _find_by_ref(gw: Gateway, ref: str, wait: float = 3.0) -> dict[str, Any] | None:
-    """The delivery a receipt is about. A callback can overtake our own commit of the
-    provider's answer, so wait briefly for the reference to appear."""
+async def find_delivery(gw: Gateway, r: Receipt, wait: float = 3.0) -> dict[str, Any] | None:
+    """The delivery a receipt is about: by provider reference, else by our id when the delivery
+    was sent (an attempt we do not know of otherwise). A callback can overtake our own commit of
+    the provider's answer, so wait briefly for it to appear."""
     deadline = time.monotonic() + wait
     while True:
-        d = await gw.store.delivery(provider_ref=ref)
+        d = await gw.store.delivery(provider_ref=r.ref) if r.ref else None
+        if d is None and r.out_id.startswith("dl_"):
+            d = await gw.store.delivery(delivery_id=r.out_id)
+            if d is not None and d["status"] not in ("sent", "delivered", "failed"):
+                d = None  # not sent yet (or retrying): this receipt is for an attempt we don't know
         if d is not None or time.monotonic() >= deadline:
             return d
         await asyncio.sleep(0.05)
 
 
-async def handle_status(gw: Gateway, params: Mapping[str, str]) -> str:
-    """Apply one Twilio status callback; returns what happened (for the log and tests)."""
-    ref = params.get("MessageSid") or params.get("CallSid") or ""
-    status = (params.get("MessageStatus") or params.get("CallStatus") or "").lower()
-    code = params.get("ErrorCode") or None
+async def apply_receipt(gw: Gateway, r: Receipt, *, resolved: Resolved | None = None) -> str:
+    """Apply one receipt; returns delivered / failed / retry / ignored / stale / unmatched.
+    Only a delivery in `sent` moves, so replays and late receipts change nothing. `resolved`
+    hears each final outcome (and a call placed but unanswered, which says the provider works)."""
     now = time.time()
-    d = await _find_by_ref(gw, ref) if ref else None
-    if d is None:
-        await gw.store.log_receipt(ref or "?", status, code, now, applied=False)
-        log.warning("receipt_unmatched", provider_ref=ref, status=status)
+    d = await find_delivery(gw, r) if r.ref or r.out_id else None
+    if d is None or (r.channel is not None and d["channel"] != r.channel):
+        await gw.store.log_receipt(r.log_ref, r.status, r.code, now, applied=False)
+        log.warning("receipt_unmatched", provider=r.provider, provider_ref=r.log_ref, status=r.status,
+                    channel=r.channel)
         return "unmatched"
-    outcome = await _apply(gw, d, status, code, now)
-    await gw.store.log_receipt(ref, status, code, now, applied=outcome not in ("ignored", "stale"))
+    outcome = await _apply(gw, d, r, now, resolved)
+    await gw.store.log_receipt(r.log_ref, r.status, r.code, now, applied=outcome not in ("ignored", "stale"))
     return outcome
 
 
-async def _apply(gw: Gateway, d: dict[str, Any], status: str, code: str | None, now: float) -> str:
+async def _apply(gw: Gateway, d: dict[str, Any], r: Receipt, now: float, resolved: Resolved | None) -> str:
     ch = d["channel"]
     bound = log.bind(event_id=d["event_id"], delivery_id=d["id"], unit_id=d["unit_id"], channel=ch,
-                     attempt=d["attempts"], provider_status=status)
-    if (ch == "sms" and status in SMS_DELIVERED) or (ch == "voice" and status == "completed"):
-        if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status="delivered", at=now):
+                     attempt=d["attempts"], provider=r.provider, provider_status=r.status, code=r.code)
+    if r.outcome is Outcome.PROGRESS:
+        return "ignored"
+    if r.outcome is Outcome.UNANSWERED and d["attempts"] < d["max_attempts"]:
+        retry_in = receipt_rules(gw.config).voice_retry_interval
+        if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=now,
+                                         reason="other", error=r.retry_detail, next_at=now + retry_in):
             return "stale"
-        gw.metrics.deliveries.labels(ch, "delivered").inc()
+        if resolved is not None:  # the provider placed the call: an unanswered phone says nothing of its health
+            resolved(ch, d["id"], True)
+        gw.dispatcher.wake()
+        bound.warning("call_unanswered_retrying", retry_in=retry_in)
+        return "retry"
+    ok = r.outcome is Outcome.DELIVERED
+    status = "delivered" if ok else "failed"
+    if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status=status, at=now,
+                                     reason=None if ok else r.reason, error=None if ok else r.detail):
+        return "stale"
+    if resolved is not None:
+        resolved(ch, d["id"], ok)
+    gw.metrics.deliveries.labels(ch, status).inc()
+    if ok:
         bound.info("delivery_receipt_delivered")
         return "delivered"
-    if ch == "voice" and status in VOICE_UNANSWERED and d["attempts"] < d["max_attempts"]:
-        retry_at = now + gw.config.channels.twilio.voice_retry_interval
-        if await gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=now,
-                                     reason="other", error=f"call {status}", next_at=retry_at):
-            gw.dispatcher.wake()
-            bound.warning("call_unanswered_retrying", retry_in=gw.config.channels.twilio.voice_retry_interval)
-            return "retry"
-        return "stale"
-    failed = (ch == "sms" and status in SMS_FAILED) or (ch == "voice" and status in VOICE_FAILED | VOICE_UNANSWERED)
-    if not failed:
-        return "ignored"  # progress (queued, sending, ringing, in-progress...) changes nothing
-    _, reason = classify_delivery_error_code(code) if ch == "sms" else (False, None)
-    why = f"{status}" + (f" (error {code})" if code else "")
-    if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status="failed", at=now,
-                                     reason=(reason.value if reason else "other"), error=why):
-        return "stale"
-    gw.metrics.deliveries.labels(ch, "failed").inc()
-    bound.warning("delivery_receipt_failed", detail=why)
-    await fallback(gw, d, cause=f"{why}")
+    bound.warning("delivery_receipt_failed", detail=r.detail)
+    await fallback(gw, d, cause=f"{r.provider} {r.detail}")
     return "failed"
 
 
@@ -111,7 +172,7 @@ async def receipt_timeouts(gw: Gateway) -> None:
     """Periodically follow up deliveries stuck in `sent`: an SMS without a receipt gets a
     voice call; a call without a final status is failed and the next number tried."""
     while True:
-        timeout = gw.config.channels.twilio.receipt_timeout
+        timeout = receipt_rules(gw.config).receipt_timeout
         try:
             for d in await gw.store.stale_sent(before=time.time() - timeout, limit=200):
                 if d["channel"] == "voice":

@@ -1,5 +1,5 @@
-"""Aliyun receipts applied to deliveries, like Twilio's (gateway/flows/receipts.py): pushed SmsReport /
-VoiceReport batches and pulled QuerySendDetails pages both end here.
+"""Aliyun receipts read as neutral receipts and applied by gateway/flows/receipts.py: pushed
+SmsReport / VoiceReport batches and pulled QuerySendDetails pages both end here.
 
 A receipt finds its delivery by `provider_ref` ("aliyun:<BizId>" / "aliyun:<CallId>"), else by
 `OutId` (= the delivery id, which also covers an attempt whose answer timed out but which the
@@ -13,13 +13,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
-from gateway.flows.fallback import fallback
+from gateway.flows.receipts import Outcome, Receipt, apply_receipt
 from gateway.logs import get as get_logger
 
 if TYPE_CHECKING:
@@ -33,6 +33,28 @@ PREFIX = "aliyun:"
 _RECIPIENT_CODES = frozenset({"MOBILE_NOT_ON_SERVICE", "MOBILE_ACCOUNT_ABNORMAL", "MOBILE_IN_BLACK",
                               "MOBLLE_TERMINAL_ERROR", "INVALID_NUMBER", "USER_REJECT", "NO_ROUTE",
                               "MOBILE_TERMINAL_ERROR", "DB:0141", "MK:0000", "MK:0012"})
+
+
+def sms_receipt(r: SmsReceipt) -> Receipt | None:
+    """An SMS receipt in neutral terms; None while the carrier has no final word."""
+    if r.status == "pending":
+        return None
+    ok = r.status == "delivered"
+    return Receipt(provider="aliyun", outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
+                   status="delivered" if ok else "failed", ref=PREFIX + r.biz_id if r.biz_id else "",
+                   out_id=r.out_id, channel="sms", code=r.code,
+                   reason="invalid_recipient" if r.code in _RECIPIENT_CODES else "other", detail=f"sms {r.code}")
+
+
+def call_receipt(r: CallReceipt) -> Receipt:
+    """A call record in neutral terms: busy / no-answer are unanswered, completed delivered."""
+    ok = r.status == "completed"
+    outcome = (Outcome.DELIVERED if ok else Outcome.UNANSWERED if r.status in ("busy", "no-answer")
+               else Outcome.FAILED)
+    code = f"{r.status}:{r.code}"
+    return Receipt(provider="aliyun", outcome=outcome, status="delivered" if ok else "failed",
+                   ref=PREFIX + r.call_id if r.call_id else "", out_id=r.out_id, channel="voice", code=code,
+                   detail=f"voice {code}", retry_detail=f"call {r.status} ({r.code})")
 
 
 @dataclass
@@ -71,66 +93,16 @@ class AliyunReceipts:
     # ---- applying
     async def apply_sms(self, r: SmsReceipt) -> str:
         """Apply one SMS receipt; returns delivered / failed / stale / unmatched / pending."""
-        if r.status == "pending":
+        receipt = sms_receipt(r)
+        if receipt is None:
             return "pending"
-        d = await self._find(PREFIX + r.biz_id if r.biz_id else None, r.out_id)
-        return await self._apply(d, "sms", r.status == "delivered", r.code, r.biz_id or r.out_id)
+        return await apply_receipt(self.gw, receipt, resolved=self._resolved)
 
     async def apply_call(self, r: CallReceipt) -> str:
         """Apply one call record; busy / no-answer are retried while attempts remain."""
-        d = await self._find(PREFIX + r.call_id if r.call_id else None, r.out_id)
-        if d is not None and r.status in ("busy", "no-answer") and d["attempts"] < d["max_attempts"]:
-            retry_in = self.gw.config.channels.twilio.voice_retry_interval
-            if await self.gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=time.time(),
-                                              reason="other", error=f"call {r.status} ({r.code})",
-                                              next_at=time.time() + retry_in):
-                # the platform placed the call: an unanswered phone says nothing about its health
-                self._resolved("voice", d["id"], ok=True)
-                self.gw.dispatcher.wake()
-                log.warning("call_unanswered_retrying", event_id=d["event_id"], delivery_id=d["id"],
-                            unit_id=d["unit_id"], channel="voice", status=r.status, retry_in=retry_in)
-                return "retry"
-            return "stale"
-        return await self._apply(d, "voice", r.status == "completed", f"{r.status}:{r.code}", r.call_id or r.out_id)
+        return await apply_receipt(self.gw, call_receipt(r), resolved=self._resolved)
 
-    async def _find(self, ref: str | None, out_id: str, wait: float = 3.0) -> dict[str, Any] | None:
-        # a push can overtake our own commit of the provider's answer: wait briefly for it
-        deadline = time.monotonic() + wait
-        while True:
-            d = await self.gw.store.delivery(provider_ref=ref) if ref else None
-            if d is None and out_id.startswith("dl_"):
-                d = await self.gw.store.delivery(delivery_id=out_id)
-                if d is not None and d["status"] not in ("sent", "delivered", "failed"):
-                    d = None  # not sent yet (or retrying): this receipt is for an attempt we don't know
-            if d is not None or time.monotonic() >= deadline:
-                return d
-            await asyncio.sleep(0.05)
-
-    async def _apply(self, d: dict[str, Any] | None, kind: str, ok: bool, code: str, ref: str) -> str:
-        gw, now = self.gw, time.time()
-        status = "delivered" if ok else "failed"
-        if d is None or d["channel"] != kind:
-            await gw.store.log_receipt(PREFIX + ref, status, code, now, applied=False)
-            log.warning("receipt_unmatched", provider_ref=PREFIX + ref, status=status, channel=kind)
-            return "unmatched"
-        bound = log.bind(event_id=d["event_id"], delivery_id=d["id"], unit_id=d["unit_id"], channel=kind,
-                         attempt=d["attempts"], provider="aliyun", provider_status=code)
-        reason = "invalid_recipient" if code in _RECIPIENT_CODES else "other"
-        moved = await gw.store.transition(d["id"], from_statuses=("sent",), to_status=status, at=now,
-                                          reason=None if ok else reason, error=None if ok else f"{kind} {code}")
-        await gw.store.log_receipt(PREFIX + ref, status, code, now, applied=moved)
-        if not moved:
-            return "stale"
-        self._resolved(kind, d["id"], ok=ok)
-        gw.metrics.deliveries.labels(kind, status).inc()
-        if ok:
-            bound.info("delivery_receipt_delivered")
-            return "delivered"
-        bound.warning("delivery_receipt_failed", detail=code)
-        await fallback(gw, d, cause=f"aliyun {kind} {code}")
-        return "failed"
-
-    def _resolved(self, kind: str, delivery_id: str, *, ok: bool) -> None:
+    def _resolved(self, kind: str, delivery_id: str, ok: bool) -> None:
         p = self._pending.pop(f"{kind}/{delivery_id}", None)
         composite = self.composites.get(kind)
         if p is not None and composite is not None and not p.reported:
