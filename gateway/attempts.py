@@ -54,6 +54,11 @@ class ChannelSlot:
     paused_until: float = 0.0
     reason: str = ""
 
+    def swap(self, provider: str, channel: Channel) -> None:
+        """Put a provider's new adapter in place (credentials reloaded); a failover slot
+        (gateway/dispatch/failover.py) swaps it inside its composite instead."""
+        self.channel = channel
+
 
 def _bound(item: OutboxItem) -> Any:
     """A logger carrying the delivery's identity; built only when there is something to say."""

@@ -13,6 +13,7 @@ from channels.base import Channel
 from channels.signing import generate_secret
 from channels.webhook import WebhookChannel
 from gateway import logs
+from gateway.dispatch import failover
 from gateway.dispatcher import ChannelSlot
 from gateway.ratelimit import TokenBucket
 
@@ -57,7 +58,7 @@ async def build_channels(gw: Gateway) -> dict[str, ChannelSlot]:
         slots[name] = ChannelSlot(_load_plugin(name, plugin.entry_point or name, plugin.options),
                                   per_endpoint=plugin.per_endpoint, timeout=plugin.timeout,
                                   bucket=TokenBucket(plugin.rate) if plugin.rate else None)
-    if cfg.aliyun.enabled or cfg.failover.sms or cfg.failover.voice:
+    if failover.wanted(gw.config):
         from gateway.providers.aliyun.wiring import build_failover  # issue 8: Aliyun + provider failover
 
         slots.update(await build_failover(gw, slots))

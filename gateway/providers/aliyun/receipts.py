@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
+from gateway.dispatch.failover import provider_of
 from gateway.flows.receipts import Outcome, Receipt, apply_receipt
 from gateway.logs import get as get_logger
 
@@ -84,7 +85,9 @@ class AliyunReceipts:
         composite = self.composites.get(kind)
         if composite is None or result.provider_ref is None:
             return
-        provider = composite.split_ref(result.provider_ref)[0] or "twilio"
+        provider = provider_of(composite, result.provider_ref)
+        if provider is None:
+            return
         now = time.time()
         self._pending[f"{kind}/{key}"] = _Pending(dest.address.removeprefix("+86"),
                                                   datetime.fromtimestamp(now, BEIJING).strftime("%Y%m%d"),

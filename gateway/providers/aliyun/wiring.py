@@ -1,12 +1,8 @@
-"""Aliyun SMS/voice and provider failover, built from config into the `sms`/`voice` slots.
+"""Aliyun SMS and voice, always behind the failover composite (gateway/dispatch/failover.py).
 
-When Aliyun is enabled or `channels.failover` names providers, each of `sms` and `voice` becomes
-one `FailoverChannel` (channels/failover.py) over the configured providers, wrapped so that each
-send carries the approved template and its parameters (gateway/templates_cn.py) for Aliyun.
-
-Reference choice: Aliyun references are stored as "aliyun:<BizId|CallId>" (our receipt code looks
-them up so); Twilio's stay bare ("SM..."/"CA...", self-identifying), so gateway/flows/receipts.py keeps
-matching Twilio's callbacks unchanged whether or not Twilio sits behind a failover channel.
+Aliyun's part of the composite: its adapters, the approved template and parameters each send
+carries (gateway/templates_cn.py), and its receipts (pushed and pulled). References are stored as
+"aliyun:<BizId|CallId>" (our receipt code looks them up so).
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ import asyncio
 import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,17 +26,16 @@ from channels.aliyun import (
     AliyunVoice,
     template_params,
 )
-from channels.base import Channel, Destination, Message, SendResult
-from channels.failover import FailoverChannel, FailoverPolicy
+from channels.base import Channel
 from gateway import logs
-from gateway.config import FailoverProviderCfg
+from gateway.dispatch import failover
 from gateway.dispatcher import ChannelSlot
 from gateway.events import Event
 from gateway.planner import LINK_VALIDITY
 from gateway.policy import load_policy
 from gateway.provider_metrics import ProviderMetrics
 from gateway.providers.aliyun.receipts import AliyunReceipts
-from gateway.ratelimit import TokenBucket
+from gateway.providers.registry import PROVIDERS
 from gateway.render import LEVELS, sms_segments
 from gateway.templates_cn import check_template_mapping, fill, rendered_text, resolve
 
@@ -49,7 +43,6 @@ if TYPE_CHECKING:
     from gateway.daemon import Gateway
 
 log = logs.get("gateway.aliyun")
-Tracker = Callable[[str, str, Destination, SendResult], None]
 
 
 class TemplateContexts:
@@ -119,54 +112,6 @@ class TemplateContexts:
         return values
 
 
-class TemplatedChannel:
-    """A failover channel whose sends carry Aliyun template metadata; `track` sees each success."""
-
-    def __init__(self, inner: FailoverChannel, contexts: TemplateContexts, track: Tracker | None) -> None:
-        """Wrap `inner` (its name is the channel kind)."""
-        self.inner = inner
-        self.name = inner.name
-        self.capabilities = inner.capabilities
-        self._contexts = contexts
-        self._track = track
-
-    async def send(self, message: Message, dest: Destination, *, key: str, timeout: float) -> SendResult:
-        """Add the template metadata and send through the failover channel.
-
-        Raises:
-            Transient, RateLimited, Permanent, Misconfigured: as FailoverChannel.send.
-        """
-        extra = await self._contexts.meta_for(self.name, message.meta.get("delivery_id") or key)
-        if extra:
-            message = Message(message.text, message.payload, {**message.meta, **extra})
-        result = await self.inner.send(message, dest, key=key, timeout=timeout)
-        if self._track is not None:
-            self._track(self.name, key, dest, result)
-        return result
-
-    def is_up(self) -> bool:
-        """False only while every provider is demoted (the gateway_channel_up gauge)."""
-        return self.inner.is_up()
-
-    async def aclose(self) -> None:
-        """Close every provider."""
-        await self.inner.aclose()
-
-
-class _FailoverSlot(ChannelSlot):
-    """A slot whose channel stays the failover composite: a SIGHUP credential reload
-    (gateway/providers/twilio/wiring.py `reload_twilio`) assigns a bare Twilio adapter to `slot.channel`;
-    here that swaps the Twilio provider inside the composite instead."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        current = self.__dict__.get("channel")
-        if name == "channel" and isinstance(current, TemplatedChannel) and not isinstance(value, TemplatedChannel):
-            if "twilio" in current.inner.providers:
-                current.inner.replace("twilio", value)
-            return
-        super().__setattr__(name, value)
-
-
 def _aliyun_config(gw: Gateway) -> AliyunConfig:
     """Raises ValueError: credentials missing from the environment."""
     ali = gw.config.channels.aliyun
@@ -180,19 +125,9 @@ def _aliyun_config(gw: Gateway) -> AliyunConfig:
                         called_show_number=ali.called_show_number, play_times=ali.play_times)
 
 
-def _chain(gw: Gateway, kind: str) -> list[FailoverProviderCfg]:
-    cfg = gw.config.channels
-    chain: list[FailoverProviderCfg] = getattr(cfg.failover, kind)
-    if chain:
-        return chain
-    out = [FailoverProviderCfg(provider="aliyun", weight=100)] if cfg.aliyun.enabled else []
-    if cfg.twilio.enabled:
-        out.append(FailoverProviderCfg(provider="twilio", weight=10))
-    return out
-
-
 async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot]) -> dict[str, ChannelSlot]:
-    """The `sms` and `voice` slots as failover channels (replacing Twilio's plain ones).
+    """The `sms` and `voice` slots as failover channels (replacing the plain ones of providers
+    that have them, e.g. Twilio's).
 
     Raises:
         ValueError: missing credentials, or the template mapping does not cover the policy
@@ -208,44 +143,24 @@ async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot]) -> dict[str
         api = AliyunApi(_aliyun_config(gw))
         ali_sms = AliyunSms(api.config, api=api)
         adapters.update({("aliyun", "sms"): ali_sms, ("aliyun", "voice"): AliyunVoice(api.config, api=api)})
-    for kind in ("sms", "voice"):
-        if cfg.twilio.enabled and kind in slots:
-            adapters[("twilio", kind)] = slots[kind].channel
+    for p in PROVIDERS:  # the plain slots already built, e.g. Twilio's
+        for kind in failover.KINDS:
+            if kind in p.kinds and not p.failover_only and p.enabled(gw.config) and kind in slots:
+                adapters[(p.name, kind)] = slots[kind].channel
     metrics = ProviderMetrics(gw.metrics.registry)
-    fo = cfg.failover
-    policy = FailoverPolicy(error_threshold=fo.error_threshold, error_window=fo.error_window, cooldown=fo.cooldown,
-                            misconfigured_cooldown=fo.misconfigured_cooldown, slow_after=fo.slow_after,
-                            slow_ratio=fo.slow_ratio, min_receipts=fo.min_receipts)
-    composites: dict[str, FailoverChannel] = {}
-    for kind in ("sms", "voice"):
-        providers = [(p.provider, adapters[(p.provider, kind)], p.weight) for p in _chain(gw, kind)
-                     if (p.provider, kind) in adapters]
-        if providers:
-            composites[kind] = FailoverChannel(kind, providers, policy=policy, observer=metrics, bare_refs={"twilio"})
-            metrics.register(kind, composites[kind].providers)
+    composites = failover.composites(gw.config, adapters, observer=metrics)
+    for kind, composite in composites.items():
+        metrics.register(kind, composite.providers)
     token = os.environ.get(cfg.aliyun.receipt_token_env or "", "") or None
     if token:
         logs.register_secret(token)
     receipts = AliyunReceipts(gw, sms=ali_sms, composites=composites, token=token)
     gw.extras.update(aliyun_receipts=receipts, provider_metrics=metrics, failover=composites)
-    contexts = TemplateContexts(gw)
-    out: dict[str, ChannelSlot] = {}
+    out = failover.slots(gw.config, composites, enrich=TemplateContexts(gw).meta_for, track=receipts.track)
     for kind, composite in composites.items():
-        rate = _rate(gw, kind, composite.providers)
-        out[kind] = _FailoverSlot(TemplatedChannel(composite, contexts, receipts.track),
-                                  per_endpoint=max(1, min(gw.config.dispatch.concurrency, int(rate * 5))),
-                                  timeout=cfg.aliyun.timeout, bucket=TokenBucket(rate))
         log.info("failover_channel_built", channel=kind, providers=composite.providers)
     _start_receipts(gw, receipts, ali_sms is not None)
     return out
-
-
-def _rate(gw: Gateway, kind: str, providers: list[str]) -> float:
-    # one bucket per slot: the slowest provider's rate, so a shift never exceeds its limit
-    cfg = gw.config.channels
-    rates = {"aliyun": cfg.aliyun.sms_rate if kind == "sms" else cfg.aliyun.voice_rate,
-             "twilio": cfg.twilio.sms_rate if kind == "sms" else cfg.twilio.voice_rate}
-    return min(rates[p] for p in providers)
 
 
 def _start_receipts(gw: Gateway, receipts: AliyunReceipts, pull: bool) -> None:

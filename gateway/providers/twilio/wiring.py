@@ -101,8 +101,8 @@ async def reload_twilio(gw: Gateway) -> None:
         return
     old = gw.extras.get("twilio_api")
     sms, voice = _make(gw, sid, token, gw.config.channels.twilio.base_url or "")
-    gw.channels["sms"].channel = sms
-    gw.channels["voice"].channel = voice
+    gw.channels["sms"].swap("twilio", sms)
+    gw.channels["voice"].swap("twilio", voice)
     if old is not None:
         await old.aclose()
     log.info("twilio_credentials_reloaded")

@@ -1,0 +1,1 @@
+"""Dispatch beyond one provider: the failover composite over the configured providers."""
