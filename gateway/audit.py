@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.store.base import Store
 from gateway.store.common import audit_hash, ts
+from gateway.store.ports import Audit
+
+
+class AuditTrail:
+    """Appends to the hash chain (the store computes the hashes in its own transaction)."""
+
+    def __init__(self, store: Audit, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._clock = clock
+
+    async def __call__(self, principal: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        """Raises whatever the store raises (an append never fails silently)."""
+        await self._store.append_audit(at=self._clock(), principal=principal, action=action, subject=subject,
+                                       detail=detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +53,6 @@ async def verify_chain(store: Store, page: int = 1000) -> ChainReport:
 
 
 def record_view(r: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return {"seq": r["seq"], "at": ts(r["at"]), "principal": r["principal"], "action": r["action"],
             "subject": r["subject"], "detail": json.loads(r["detail"]), "prev_hash": r["prev_hash"],
             "hash": r["hash"]}

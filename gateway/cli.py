@@ -108,8 +108,8 @@ def units_without_actions(roster: Roster) -> list[str]:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from contacts.loader import load_roster
     from contacts.model import RosterError
-    from gateway.daemon import check_policy_against_roster, extra_contacts
     from gateway.policy import PolicyError, load_policy
+    from gateway.runtime import check_policy_against_roster, extra_contacts
 
     cfg = _load(args)
     problems: list[str] = []

@@ -9,50 +9,32 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from contacts.loader import load_roster
-from contacts.model import Contact, Roster
-from contacts.numbers import parse_number
-from contacts.resolver import StaticResolver
 from gateway import logs
 from gateway.acklinks import AckLinks
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
+from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
 from gateway.config import Config
-from gateway.deliveries import Deliveries
 from gateway.dispatcher import Dispatcher
-from gateway.events import Event, body_hash
+from gateway.events import Event
+from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
+from gateway.flows.fallback import Fallback
 from gateway.metrics import Metrics
-from gateway.planner import Planner
-from gateway.policy import Policy, load_policy
 from gateway.render import Renderer
 from gateway.retry import Backoff
-from gateway.store.base import NewEvent, Store
+from gateway.runtime import Runtime, load_runtime
+from gateway.store.base import Store
 from gateway.store.factory import make_store
 from gateway.wiring import build_channels
 
 log = logs.get("gateway")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    roster: Roster
-    resolver: StaticResolver
-    policy: Policy
-    planner: Planner
-
-    @property
-    def deliveries(self) -> Deliveries:
-        """The delivery factory of this runtime's policy and channels."""
-        return self.planner.deliveries
 
 
 class Gateway:
@@ -60,6 +42,8 @@ class Gateway:
         self.config = config
         self.metrics = Metrics()
         self.store: Store = make_store(config)
+        self.audit = AuditTrail(self.store)
+        self.acks = Acknowledgements(store=self.store, metrics=self.metrics, audit=self.audit)
         self.tokens = TokenBook({})
         self.renderer = Renderer(signature=config.sms.signature, max_sms_segments=config.sms.max_segments)
         self.runner: web.AppRunner | None = None
@@ -77,18 +61,8 @@ class Gateway:
         Raises:
             contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
         """
-        cfg = self.config
-        roster = load_roster(cfg.roster.path)
-        extra = extra_contacts(cfg.roster.extra_contacts, roster, self.base_url)
-        if extra:
-            roster = roster.with_extra_contacts(extra)
-        policy = load_policy(cfg.policy.path)
-        problems = check_policy_against_roster(policy, roster)
-        if problems:
-            raise ValueError("; ".join(problems))
-        resolver = StaticResolver(roster)
-        planner = Planner(policy, resolver, self.renderer, self.channels.keys(), links=self.links)
-        return Runtime(roster, resolver, policy, planner)
+        return load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
+                            channels=self.channels.keys(), links=self.links)
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones."""
@@ -125,11 +99,6 @@ class Gateway:
         return await submit(self, event, source=source, principal=principal, origin=origin, warnings=warnings,
                             machine=machine)
 
-    async def audit(self, principal: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-        """Append to the tamper-evident audit trail (hash chain)."""
-        await self.store.append_audit(at=time.time(), principal=principal, action=action, subject=subject,
-                                      detail=detail)
-
     async def cancel(self, event_id: str, *, by: str) -> int:
         n = await self.store.cancel_event(event_id, at=time.time(), by=by)
         await self.audit(by, "event_cancelled", event_id, {"cancelled": n})
@@ -161,6 +130,8 @@ class Gateway:
         self.channels = await build_channels(self)
         self.metrics.register_channels(self.channels.keys())
         self.runtime = self.load_runtime()
+        self.fallback = Fallback(store=self.store, runtime=lambda: self.runtime, channels=self.channels,
+                                 renderer=self.renderer, wake=lambda: self.dispatcher.wake())
         d = cfg.dispatch
         from gateway.flows.receipts import delivery_meta, on_delivery_failed, receipt_timeouts
 
@@ -272,42 +243,6 @@ class Gateway:
         await self.stop()
 
 
-def extra_contact(entry: dict[str, str], unit_id: str, base_url: str) -> Contact:
-    """One `roster.extra_contacts` entry: `{url, label?, format?}` or `{number, label?}`.
-
-    Raises:
-        ValueError: neither url nor number, an unknown webhook format, or a malformed number.
-    """
-    if "url" in entry:
-        fmt = entry.get("format", "json")
-        if fmt not in ("json", "cap"):
-            raise ValueError(f"roster.extra_contacts for {unit_id}: unknown webhook format {fmt!r}: use json or cap")
-        url = entry["url"].format(base_url=base_url, unit_id=unit_id)
-        return Contact("url", url, entry["url"], entry.get("label", "webhook"), fmt)
-    if "number" in entry:
-        try:
-            parsed = parse_number(entry["number"])
-        except ValueError as exc:
-            raise ValueError(f"roster.extra_contacts for {unit_id}: {exc}") from exc
-        return Contact(parsed.kind, parsed.address, entry["number"], entry.get("label", ""))
-    raise ValueError(f"roster.extra_contacts for {unit_id}: each entry needs a url or a number")
-
-
-def extra_contacts(config: dict[str, list[dict[str, str]]], roster: Roster, base_url: str) -> dict[str, list[Contact]]:
-    """Every configured extra contact by unit id (`*` expands to every unit).
-
-    Raises:
-        ValueError: a bad entry (see `extra_contact`) or an unknown unit id.
-    """
-    out: dict[str, list[Contact]] = {}
-    for key, entries in config.items():
-        if key != "*" and key not in roster.units:
-            raise ValueError(f"roster.extra_contacts: unknown unit id {key!r}")
-        for uid in (roster.units if key == "*" else [key]):
-            out.setdefault(uid, []).extend(extra_contact(e, uid, base_url) for e in entries)
-    return out
-
-
 def secret_file(data_dir: str, name: str, env: str) -> bytes:
     """A secret from the environment, else from <data-dir>/<name> (created once, mode 0600)."""
     import os
@@ -326,32 +261,3 @@ def secret_file(data_dir: str, name: str, env: str) -> bytes:
     value = path.read_text().strip()
     logs.register_secret(value)
     return value.encode()
-
-
-def check_policy_against_roster(policy: Policy, roster: Roster) -> list[str]:
-    """Every role, group and unit the policy names must exist in the roster."""
-    roles, groups = set(roster.roles()), set(roster.groups)
-    problems = []
-    for name, aud in policy.audiences():
-        problems += [f"policy rule {name}: unknown role {r}" for r in aud.roles if r not in roles]
-        problems += [f"policy rule {name}: unknown group {g}" for g in aud.groups if g not in groups]
-        problems += [f"policy rule {name}: unknown unit {u}" for u in aud.units if roster.find(u) is None]
-    return problems
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_event(event: Event, *, event_id: str, source: str, principal: str, accepted: datetime,
-              answer: dict[str, Any], rt: Runtime, escalation: list[dict[str, Any]]) -> NewEvent:
-    data = event.canonical()
-    return NewEvent(
-        id=event_id, body_hash=body_hash(data), data=data, type=event.type.value,
-        level=event.level.value if event.level else None, status=event.status.value,
-        supersedes=event.supersedes, source=source, principal=principal,
-        accepted_at=accepted.timestamp(),
-        valid_until=event.valid_until.timestamp() if event.valid_until else None, answer=answer,
-        roster_version=rt.roster.version, policy_version=rt.policy.version, escalation=escalation,
-    )
-

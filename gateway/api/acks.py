@@ -11,7 +11,7 @@ from channels.twilio import ack_twiml, validate_signature
 from gateway.acklinks import BadLink
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
-from gateway.flows.acks import ACK_WORDS, acknowledge
+from gateway.flows.acks import ACK_WORDS
 from gateway.flows.receipts import apply_receipt
 from gateway.logs import get as get_logger
 from gateway.providers.twilio.receipts import parse_status
@@ -60,7 +60,7 @@ async def twilio_voice(request: web.Request) -> web.Response:
     digits = params.get("Digits", "")
     config = g.extras.get("twilio_config")
     if digits == "1":
-        res = await acknowledge(g, delivery_id=request.match_info["delivery_id"], by="voice-keypress", via="voice")
+        res = await g.acks.acknowledge(delivery_id=request.match_info["delivery_id"], by="voice-keypress", via="voice")
         if res is not None:
             return web.Response(text=ack_twiml(True, config), content_type=TWIML)
     return web.Response(text=ack_twiml(False, config), content_type=TWIML)
@@ -76,7 +76,7 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     if body in ACK_WORDS:
         d = await g.store.open_delivery_for_address(sender)
         if d is not None:
-            await acknowledge(g, delivery_id=d["id"], by="sms-reply", via="sms")
+            await g.acks.acknowledge(delivery_id=d["id"], by="sms-reply", via="sms")
             reply = "<Message>已签收，谢谢。</Message>"
     return web.Response(text=f'<?xml version="1.0" encoding="UTF-8"?><Response>{reply}</Response>',
                         content_type=TWIML)
@@ -92,7 +92,7 @@ async def post_ack(request: web.Request) -> web.Response:
         note = str(body.get("note", ""))[:200]
         if body.get("via") in ("phone", "console", "api"):
             via = str(body["via"])
-    res = await acknowledge(gw(request), delivery_id=request.match_info["id"], by=principal.name, via=via,
+    res = await gw(request).acks.acknowledge(delivery_id=request.match_info["id"], by=principal.name, via=via,
                             note=note)
     if res is None:
         raise ApiError(404, "not_found", f"no delivery {request.match_info['id']}")
@@ -117,7 +117,7 @@ async def ack_link(request: web.Request) -> web.Response:
         return _page("链接无效", f"{exc}。请回复短信1或致电县指挥部办公室签收。", status=404)
     if await g.store.link_used(delivery_id):
         return _page("已签收", "此链接已使用过，签收已记录。", status=409)
-    res = await acknowledge(g, delivery_id=delivery_id, by="ack-link", via="link")
+    res = await g.acks.acknowledge(delivery_id=delivery_id, by="ack-link", via="link")
     if res is None:
         return _page("链接无效", "找不到对应的通知。", status=404)
     return _page("签收成功", "已记录本单位签收，谢谢。请按预案落实应急响应措施。")

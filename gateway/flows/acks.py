@@ -4,32 +4,49 @@ a key press, a link, the console); the first one counts and is audited."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from gateway.flows.deps import AuditLog, Clock
 from gateway.logs import get as get_logger
+from gateway.metrics import Metrics
 from gateway.store.base import AckResult
+from gateway.store.ports import Acks, Receipts
 
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
-
-log = get_logger("gateway.receipts")
+log = get_logger("gateway.receipts")  # the logger name stays: dashboards filter on it
 
 ACK_WORDS = {"1", "收到", "确认", "签收"}
 
 
-async def acknowledge(gw: Gateway, *, delivery_id: str, by: str, via: str, note: str = "") -> AckResult | None:
-    """Record a unit's receipt confirmation through one of its deliveries. None: unknown."""
-    d = await gw.store.delivery(delivery_id=delivery_id)
-    if d is None:
-        return None
-    res = await gw.store.record_ack(event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id,
-                                    by=by, via=via, at=time.time())
-    if res is None:
-        return None
-    if res.first:
-        gw.metrics.ack_latency.labels(res.level or "none").observe(max(0.0, time.time() - res.accepted_at))
-        detail = {"via": via, "delivery_id": delivery_id, **({"note": note} if note else {})}
-        await gw.audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", detail)
-    log.info("ack_recorded", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id, via=via,
-             by=by, first=res.first)
-    return res
+class AckStore(Receipts, Acks, Protocol):
+    """The store ports acknowledging uses: the delivery, then the ack itself."""
+
+
+class Acknowledgements:
+    """Records 签收 through a delivery: latency metric and audit record for the first one."""
+
+    def __init__(self, *, store: AckStore, metrics: Metrics, audit: AuditLog, clock: Clock = time.time):
+        self._store = store
+        self._metrics = metrics
+        self._audit = audit
+        self._clock = clock
+
+    async def acknowledge(self, *, delivery_id: str, by: str, via: str, note: str = "") -> AckResult | None:
+        """Record a unit's receipt confirmation through one of its deliveries. None: unknown.
+
+        Raises:
+            whatever the store raises (the ack is then not recorded).
+        """
+        d = await self._store.delivery(delivery_id=delivery_id)
+        if d is None:
+            return None
+        res = await self._store.record_ack(event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id,
+                                           by=by, via=via, at=self._clock())
+        if res is None:
+            return None
+        if res.first:
+            self._metrics.ack_latency.labels(res.level or "none").observe(max(0.0, self._clock() - res.accepted_at))
+            detail = {"via": via, "delivery_id": delivery_id, **({"note": note} if note else {})}
+            await self._audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", detail)
+        log.info("ack_recorded", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id, via=via,
+                 by=by, first=res.first)
+        return res

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
-from gateway.flows.fallback import voice_text
 from gateway.logs import get as get_logger
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ async def _repeat_voice(gw: Gateway, row: dict[str, Any], step: int) -> None:
          "accepted_at": 0.0}
     view = await gw.store.get_event(row["event_id"])
     d["accepted_at"] = _epoch(view["accepted_at"])
-    text = await voice_text(gw, d)
+    text = await gw.fallback.voice_text(d)
     planned = factory.build(unit_id=row["unit_id"], unit_name=row["unit_name"], channel="voice", address=phone,
                             text=text, cause_id=escalation_cause(row["event_id"], row["unit_id"], step))
     if await gw.store.add_deliveries(row["event_id"], [planned], now=time.time()):

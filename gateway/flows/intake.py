@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from contacts.resolver import UnknownAudience
-from gateway.daemon import new_event, utcnow
 from gateway.dispatcher import URGENT
 from gateway.events import ENDING_TYPES, Event, EventType, new_event_id
 from gateway.flows.errors import Conflict, Invalid
 from gateway.logs import get as get_logger
 from gateway.render import RenderError
+from gateway.runtime import new_event, utcnow
 from gateway.store.base import Duplicate, OutboxItem, UnknownEvent
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from channels.base import DeliveryError
 from gateway.config import Config
-from gateway.flows.fallback import fallback
 from gateway.logs import get as get_logger
 from gateway.store.base import OutboxItem
 
@@ -156,7 +155,7 @@ async def _apply(gw: Gateway, d: dict[str, Any], r: Receipt, now: float, resolve
         bound.info("delivery_receipt_delivered")
         return "delivered"
     bound.warning("delivery_receipt_failed", detail=r.detail)
-    await fallback(gw, d, cause=f"{r.provider} {r.detail}")
+    await gw.fallback(d, cause=f"{r.provider} {r.detail}")
     return "failed"
 
 
@@ -165,7 +164,7 @@ async def on_delivery_failed(gw: Gateway, item: OutboxItem, exc: DeliveryError) 
     if item.channel in ("sms", "voice"):
         d = await gw.store.delivery(delivery_id=item.id)
         if d is not None:
-            await fallback(gw, d, cause=exc.detail)
+            await gw.fallback(d, cause=exc.detail)
 
 
 async def receipt_timeouts(gw: Gateway) -> None:
@@ -182,7 +181,7 @@ async def receipt_timeouts(gw: Gateway) -> None:
                 if d["channel"] in ("sms", "voice"):
                     full = await gw.store.delivery(delivery_id=d["id"])
                     if full is not None:
-                        await fallback(gw, full, cause=f"no receipt within {timeout:.0f}s")
+                        await gw.fallback(full, cause=f"no receipt within {timeout:.0f}s")
         except Exception:
             log.exception("receipt_timeout_check_failed")
         await asyncio.sleep(min(5.0, max(0.2, timeout / 4)))
