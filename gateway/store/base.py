@@ -18,6 +18,7 @@ from gateway.store.ports import (
     Outbox,
     PublicMessages,
     Receipts,
+    Reports,
     Store,
     WorkSignal,
 )
@@ -37,7 +38,9 @@ from gateway.store.records import (
     PlannedAck,
     PlannedDelivery,
     Receipt,
+    ReportRequest,
     StoreError,
+    UnitReport,
     UnknownEvent,
 )
 
@@ -68,8 +71,11 @@ __all__ = [
     "PublicMessages",
     "Receipt",
     "Receipts",
+    "ReportRequest",
+    "Reports",
     "Store",
     "StoreError",
+    "UnitReport",
     "UnknownEvent",
     "WorkSignal",
 ]

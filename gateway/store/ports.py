@@ -29,6 +29,8 @@ from gateway.store.records import (
     Outcome,
     PlannedAck,
     PlannedDelivery,
+    ReportRequest,
+    UnitReport,
 )
 
 
@@ -251,12 +253,52 @@ class CapFeedEntries(Protocol):
         ...
 
 
+class Reports(Protocol):
+    """Report requests (daily reports, the summary evaluation), the units' reports in every
+    version, and what the schedule has done about each request (reminded, missing list, roll-up)."""
+
+    async def open_report_request(self, request: ReportRequest) -> bool:
+        """Record a request unless one with its id exists; True when recorded now."""
+        ...
+
+    async def report_request(self, *, request_id: str | None = None, key: str | None = None
+                             ) -> ReportRequest | None:
+        """One request, by id or by the key in its links."""
+        ...
+
+    async def report_requests(self, *, chain_id: str | None = None, due_after: float | None = None,
+                              limit: int = 500) -> list[ReportRequest]:
+        """Requests of a chain (or of every chain) due after `due_after`, earliest due first."""
+        ...
+
+    async def add_report(self, report: UnitReport, *, corrections_until: float) -> int | None:
+        """Store a new version of the unit's report; returns its version (1 for the first). None
+        when the unit has a version already and `report.submitted_at` is past `corrections_until`
+        (the deadline: a first report is taken late, a correction is not)."""
+        ...
+
+    async def unit_reports(self, request_id: str, *, versions: bool = False) -> list[UnitReport]:
+        """The latest version of each unit's report (every version with `versions`), by unit
+        then version."""
+        ...
+
+    async def mark_report_step(self, request_id: str, step: str, *, at: float) -> bool:
+        """Compare-and-set one of `reminded`, `missing`, `rollup` from unset to `at`; False when
+        it was set already (another instance took the step)."""
+        ...
+
+    async def chain_events(self, chain_id: str) -> list[dict[str, Any]]:
+        """The chain's events in order: id, type, level, status, state, source, principal,
+        accepted_at (UNIX seconds), supersedes, data."""
+        ...
+
+
 class Store(Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit, PublicMessages, CapFeedEntries,
-            Protocol):
+            Reports, Protocol):
     """Durable state of the gateway: every port at once (the composition root holds one of these
     and hands each flow the ports it needs)."""
 
 
 # Every port that `Store` is made of; the conformance suite checks both backends against each.
 PORTS: tuple[type[Any], ...] = (Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit,
-                                PublicMessages, CapFeedEntries)
+                                PublicMessages, CapFeedEntries, Reports)

@@ -34,6 +34,7 @@ from gateway.store.records import (
     PlannedDelivery,
     StoreError,
 )
+from gateway.store.reports import PgReports
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ _PING_TIMEOUT = 2.0
 _COMMAND_TIMEOUT = 60.0
 
 
-class PostgresStore:
+class PostgresStore(PgReports):
     """Every store port (`gateway.store.ports.Store`) and `WorkSignal` on PostgreSQL (asyncpg pool)."""
 
     def __init__(self, url: str, *, pool_min: int = 2, pool_max: int = 10, migrate: bool = True,

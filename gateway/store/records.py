@@ -181,3 +181,39 @@ class FeedKey:
     sender: str
     identifier: str
     sent: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    """A report the units of a chain owe: the daily report (信息报送) of one day, or the summary
+    evaluation (总结评估) after the lift. `id` is the id of the report.requested event that asked
+    for it, `key` its short digest in report links, `units` (unit id, name) who must report."""
+
+    id: str
+    key: str
+    chain_id: str
+    kind: str  # daily | summary
+    period: str  # YYYY-MM-DD (Beijing): the day reported on, or the day of the lift
+    level: str | None
+    status: str  # the chain's status: actual | exercise | test
+    due_at: float
+    units: tuple[tuple[str, str], ...]
+    created_at: float
+    reminded_at: float | None = None
+    missing_at: float | None = None
+    rollup_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnitReport:
+    """One version of a unit's report; a correction is a new version, every version is kept."""
+
+    request_id: str
+    unit_id: str
+    unit_name: str
+    data: Mapping[str, Any]  # {"actions": {id: {"done", "note"}}, "figures": {key: int}, "text": str}
+    entered_by: str  # the principal who entered it, or "report-link"
+    via: str  # link | api | phone
+    submitted_at: float
+    late: bool
+    version: int = 0  # set by the store

@@ -37,6 +37,7 @@ from gateway.store.records import (
     StoreError,
     UnknownEvent,
 )
+from gateway.store.reports import SqliteReports
 
 T = TypeVar("T")
 
@@ -56,7 +57,7 @@ def _busy_retrying() -> Retrying:
     )
 
 
-class SqliteStore:
+class SqliteStore(SqliteReports):
     """Every store port (`gateway.store.ports.Store`) on one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
