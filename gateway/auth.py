@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-SCOPES = frozenset({"events:write", "events:read", "public:request", "public:approve", "acks:write", "admin"})
+SCOPES = frozenset({"events:write", "events:read", "public:request", "public:approve", "acks:write", "reports:write",
+                    "admin"})
 
 
 class TokensError(ValueError):

@@ -28,6 +28,7 @@ from gateway.flows.errors import DomainError
 from gateway.flows.fallback import Fallback
 from gateway.metrics import Metrics
 from gateway.render import Renderer
+from gateway.reportlinks import ReportLinks
 from gateway.retry import Backoff
 from gateway.runtime import Runtime, load_runtime
 from gateway.store.base import Store
@@ -62,7 +63,7 @@ class Gateway:
             contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
         """
         return load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
-                            channels=self.channels.keys(), links=self.links)
+                            channels=self.channels.keys(), links=self.links, report_links=self.report_links)
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones."""
@@ -126,7 +127,9 @@ class Gateway:
         if not cfg.server.public_base_url:
             host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
             self.base_url = f"http://{host}:{self.port}"
-        self.links = AckLinks(secret_file(cfg.data_dir, "ack.secret", "GATEWAY_ACK_SECRET"), self.base_url)
+        ack_secret = secret_file(cfg.data_dir, "ack.secret", "GATEWAY_ACK_SECRET")
+        self.links = AckLinks(ack_secret, self.base_url)
+        self.report_links = ReportLinks(ack_secret, self.base_url)
         self.channels = await build_channels(self)
         self.metrics.register_channels(self.channels.keys())
         self.runtime = self.load_runtime()

@@ -27,7 +27,7 @@ from gateway.store.records import PlannedDelivery
 
 __all__ = [
     "MIN_DEADLINE", "Deliveries", "deadline_for", "delivery_ids", "endpoint_key", "escalation_cause", "fallback_cause",
-    "new_delivery_id", "notify_cause", "public_cause",
+    "new_delivery_id", "notify_cause", "public_cause", "report_cause",
 ]
 
 MIN_DEADLINE = timedelta(minutes=10)
@@ -96,6 +96,11 @@ def notify_cause(event_id: str, step: int, unit_ids: Iterable[str], channel: str
 def public_cause(pm_id: str, unit_id: str, address: str, round_: int = 0) -> str:
     """A public message to one platform; `round_` > 0 is a periodic re-broadcast, sent once each."""
     return f"{pm_id}:{unit_id}:{address}" + (f":r{round_}" if round_ else "")
+
+
+def report_cause(request_key: str, step: str, unit_id: str, channel: str, address: str) -> str:
+    """A report schedule's message (reminder, missing list, roll-up) to one unit, per address."""
+    return f"rpt:{request_key}:{step}:{unit_id}:{channel}:{address}"
 
 
 class Deliveries:

@@ -13,13 +13,15 @@ from datetime import UTC, datetime, timedelta
 from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
 from gateway.deliveries import Deliveries, deadline_for, delivery_ids
-from gateway.events import Event
+from gateway.events import Event, EventType
 from gateway.policy import Policy
 from gateway.render import Renderer
+from gateway.reportlinks import TRACKED_PREFIXES, ReportLinks
 from gateway.store.base import PlannedAck, PlannedDelivery
 from gateway.store.common import ts
 
 LINK_VALIDITY = timedelta(hours=24)  # ack links outlive the ack window: late confirmations count
+REPORT_LINK_VALIDITY = timedelta(days=14)  # report links outlive the longest summary deadline
 
 
 @dataclass
@@ -40,8 +42,10 @@ class Planner:
     """Plans the deliveries of one event."""
 
     def __init__(self, policy: Policy, resolver: StaticResolver, renderer: Renderer,
-                 channels: Collection[str], links: AckLinks | None = None):
+                 channels: Collection[str], links: AckLinks | None = None,
+                 report_links: ReportLinks | None = None):
         self.links = links
+        self.report_links = report_links
         self.policy = policy
         self.resolver = resolver
         self.renderer = renderer
@@ -78,6 +82,10 @@ class Planner:
         deadline = deadline_for(event, accepted, self.policy.horizon)
         priority = self.policy.priority(event)
         ids = delivery_ids()
+        # a tracked report request carries each unit's report form link instead of an ack link:
+        # filing the report confirms receipt
+        reports = (self.report_links is not None and event.type is EventType.REPORT_REQUESTED
+                   and event_id.startswith(TRACKED_PREFIXES))
         for up in (await self._units(event, accepted)).values():
             r = up.recipient
             ack_deadline = (accepted + up.ack) if up.ack else None
@@ -89,17 +97,21 @@ class Planner:
             sms_text: str | None = None
             unit_payload: str | None = None
             action = self.renderer.action(ctx, r.actions)
+            report_url = ""
+            if reports and self.report_links is not None:
+                report_url = self.report_links.url(event_id, r.unit_id, (accepted + REPORT_LINK_VALIDITY).timestamp())
             for ch, addr, fmt in targets:
                 did = next(ids)
                 if ch == "voice":
                     text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
-                elif ch == "sms" and up.ack and self.links is not None:
+                elif ch == "sms" and up.ack and self.links is not None and not report_url:
                     expires = accepted + max(up.ack, LINK_VALIDITY)
                     text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action,
                                              ack_url=self.links.url(did, expires.timestamp()))
                 else:
                     if sms_text is None:
-                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
+                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action,
+                                                     report_url=report_url)
                     text = sms_text
                 payload = ""
                 if ch == "webhook" and fmt == "cap" and cap is not None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from contacts.resolver import Audience
 from gateway.durations import parse_duration
 from gateway.events import Event, EventType, Level, Status
+from gateway.report_policy import ReportsSpec
 
 KNOWN_CHANNELS = ("sms", "voice", "webhook")
 
@@ -138,6 +139,7 @@ class PolicyModel(BaseModel):
     public_targets: AudienceSpec = AudienceSpec(roles=("carrier", "media"))
     public_draft_validity: str = "2h"  # an unapproved draft expires after this
     reminders: tuple[ReminderSpec, ...] = ()
+    reports: ReportsSpec = ReportsSpec()  # daily reports and the summary evaluation (report_policy.py)
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 
@@ -189,7 +191,8 @@ class Policy:
 
     def audiences(self) -> list[tuple[str, Audience]]:
         out = [(r.name, r.audience.to_audience()) for r in self.model.rules]
-        return [*out, ("drill_audience", self.drill_audience())]
+        forms = [(f"report form {f.name}", Audience(f.roles, (), f.units)) for f in self.model.reports.forms]
+        return [*out, ("drill_audience", self.drill_audience()), *forms]
 
 
 def load_policy_text(text: str, source: str = "<string>") -> Policy:

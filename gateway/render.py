@@ -117,10 +117,11 @@ class Renderer:
         return actions.at(ctx.values["action_key"])
 
     def sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, ack_url: str = "",
-            action: str = "") -> str:
-        """The SMS text. Raises RenderError when it exceeds the segment budget."""
+            action: str = "", report_url: str = "") -> str:
+        """The SMS text (`report_url`: a report request's form link). Raises RenderError when it
+        exceeds the segment budget."""
         text = self._sms.render(ctx.values, unit_name=unit_name, ack=_span(ack) if ack else "",
-                                ack_url=ack_url, action=action).strip()
+                                ack_url=ack_url, action=action, report_url=report_url).strip()
         text = text.replace("\n", "")
         n = sms_segments(text)
         if n > self.max_sms_segments:

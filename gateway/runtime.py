@@ -21,6 +21,7 @@ from gateway.events import Event, body_hash
 from gateway.planner import Planner
 from gateway.policy import Policy, load_policy
 from gateway.render import Renderer
+from gateway.reportlinks import ReportLinks
 from gateway.store.base import NewEvent
 
 
@@ -38,7 +39,7 @@ class Runtime:
 
 
 def load_runtime(cfg: Config, *, base_url: str, renderer: Renderer, channels: Collection[str],
-                 links: AckLinks) -> Runtime:
+                 links: AckLinks, report_links: ReportLinks | None = None) -> Runtime:
     """Load roster and policy and check they fit together.
 
     Raises:
@@ -53,7 +54,7 @@ def load_runtime(cfg: Config, *, base_url: str, renderer: Renderer, channels: Co
     if problems:
         raise ValueError("; ".join(problems))
     resolver = StaticResolver(roster)
-    planner = Planner(policy, resolver, renderer, channels, links=links)
+    planner = Planner(policy, resolver, renderer, channels, links=links, report_links=report_links)
     return Runtime(roster, resolver, policy, planner)
 
 

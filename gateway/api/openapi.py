@@ -316,6 +316,12 @@ def _aliyun() -> dict[str, Any]:
     return openapi_paths()
 
 
+def _reports() -> dict[str, Any]:
+    from gateway.api.reports_openapi import paths  # issue 17: daily reports, roll-up, after-action
+
+    return paths()
+
+
 def _console() -> dict[str, Any]:
     """The web console's page and the endpoints only it uses (beyond design.md's table)."""
     asset_types = ("text/html", "text/javascript", "text/css", "image/svg+xml")
@@ -347,6 +353,9 @@ def _console() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once; it describes the contract, not the config)."""
     schemas = _schemas()
+    from gateway.api.reports_openapi import _schemas as report_schemas
+
+    schemas |= report_schemas()
     schemas["Readiness"] = _obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {
         "type": "object", "additionalProperties": {"type": "boolean"}}}, ("status", "checks"))
     return {
@@ -354,7 +363,8 @@ def document() -> dict[str, Any]:
         "info": {"title": "Zezhou emergency notification gateway", "version": "1",
                  "description": "HTTP API v1 (design.md section 5). Errors are always "
                                 "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
-        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console(), **_aliyun()},
+        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console(), **_aliyun(),
+                  **_reports()},
         "components": {
             "schemas": schemas,
             "responses": {f"E{code}": {"description": text, "content": _content(_ref("Error"))}

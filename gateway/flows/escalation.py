@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from gateway import clock
 from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
 from gateway.logs import get as get_logger
@@ -117,9 +118,10 @@ def _epoch(rfc3339: str) -> float:
 
 
 async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
-    """Run escalation steps and reminders as they fall due."""
+    """Run escalation steps, reminders and the report schedule as they fall due."""
     from gateway.flows.public import expire
     from gateway.flows.reminders import remind_once
+    from gateway.flows.report_schedule import schedule_once
 
     last_reminders = 0.0
     while True:
@@ -127,7 +129,8 @@ async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
             await escalate_once(gw)
             if time.monotonic() - last_reminders >= gw.config.dispatch.reminder_check_seconds:
                 last_reminders = time.monotonic()
-                await remind_once(gw)
+                await remind_once(gw, clock.now())
+                await schedule_once(gw)
             await expire(gw)
         except Exception:
             log.exception("escalation_round_failed")

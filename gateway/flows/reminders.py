@@ -72,6 +72,8 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
                      area=event.area, headline=spec.headline)
     try:
         status, _ = await submit(gw, reminder, source="reminder", principal="scheduler")
+        if spec.daily_at is not None:  # a daily report (信息报送): tracked until its deadline
+            await _track_daily(gw, reminder.id or "", head, event, slot)
     except DomainError as exc:
         log.error("reminder_rejected", chain_id=head["chain_id"], reminder=spec.name, error=exc.message)
         return 0
@@ -79,6 +81,22 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
         log.info("reminder_sent", chain_id=head["chain_id"], reminder=spec.name, slot=slot)
         return 1
     return 0
+
+
+async def _track_daily(gw: Gateway, request_id: str, head: dict[str, Any], event: Event, slot: str) -> None:
+    """Record the daily report request of the round (idempotent, so a replayed round after a
+    crash between the two steps records it then).
+
+    Raises:
+        NotFound: the request event vanished (never, once intake accepted it).
+    """
+    from gateway.flows import reports
+
+    day = datetime.strptime(slot.removeprefix("d"), "%Y%m%d").date()
+    await reports.register(gw, request_id=request_id, chain_id=head["chain_id"], kind="daily",
+                           period=day.isoformat(),
+                           due_at=reports.at_beijing(day, gw.runtime.policy.model.reports.daily_due),
+                           level=head["level"], status=event.status.value)
 
 
 async def _rebroadcast(gw: Gateway, head: dict[str, Any], slot: str, chain: str) -> int:

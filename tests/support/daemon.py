@@ -25,6 +25,7 @@ TOKENS = {
     "leader": ("tok-leader-0123456789", ["public:approve", "public:request", "events:read"]),
     "leader2": ("tok-leader2-0123456789", ["public:approve", "events:read"]),
     "acker": ("tok-acker-0123456789", ["acks:write", "events:read"]),
+    "office": ("tok-office-0123456789", ["reports:write", "events:read"]),
 }
 
 # Every unit of the roster, for tests that want the whole county on one channel.
