@@ -162,7 +162,7 @@ async def request_summaries(gw: Gateway, now: float) -> int:
         from gateway.flows.intake import submit
 
         try:
-            await submit(gw, event, source="reminder", principal="scheduler")
+            await submit(gw, event, source="schedule", principal="scheduler")
             await reports.register(gw, request_id=request_id, chain_id=head["chain_id"], kind="summary",
                                    period=lift_day.isoformat(), due_at=due, level=level, status=head["status"])
         except DomainError as exc:
