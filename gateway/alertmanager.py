@@ -199,7 +199,7 @@ async def _firing(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: st
     if head is None:
         kind = EventType.WARNING_ISSUED if rule.kind == "warning" else EventType.ADVISORY_ISSUED
         return await _submit(gw, alert, build_event(alert, rule, event_id=base, etype=kind, level=level,
-                                                     supersedes=None), principal)
+                                                     supersedes=None), principal, rule)
     if head["state"] in ("superseded", "ended"):
         return _result(alert, "ignored", head, "the chain has moved on past this alert's event")
     step = _step(head, level)
@@ -209,7 +209,7 @@ async def _firing(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: st
         return _result(alert, "ignored", head, f"more than {MAX_CHAIN} level changes in one episode")
     event_id = f"{base}-{ep.length + 1}" if ep.head is not None else base
     event = build_event(alert, rule, event_id=event_id, etype=step, level=level, supersedes=str(head["id"]))
-    return await _submit(gw, alert, event, principal)
+    return await _submit(gw, alert, event, principal, rule)
 
 
 async def _resolved(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: str) -> AlertResult:
@@ -225,7 +225,7 @@ async def _resolved(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: 
     kind = EventType.WARNING_LIFTED if rule.kind == "warning" else EventType.ADVISORY_CANCELLED
     event = build_event(alert, rule, event_id=f"{base}-resolved", etype=kind, level=None,
                         supersedes=str(head["id"]))
-    return await _submit(gw, alert, event, principal)
+    return await _submit(gw, alert, event, principal, rule)
 
 
 def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "rejected"],
@@ -236,9 +236,13 @@ def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "
                        str(view["type"]) if view else None, detail)
 
 
-async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str) -> AlertResult:
+async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str, rule: AlertRuleCfg) -> AlertResult:
+    """Raises Invalid from the submission (an unknown audience, an SMS over budget)."""
+    # a rule marked auto_release is the operators' standing decision: no sign-off waits for it
+    released_by = f"alertmanager:{alert.labels.get('alertname', '')}" if rule.auto_release else None
     try:
-        status, _ = await gw.submit(event, source="alertmanager", principal=principal, machine=True)
+        status, _ = await gw.submit(event, source="alertmanager", principal=principal, machine=True,
+                                    released_by=released_by)
     except Conflict:
         # the same id with other annotations: the other member of an HA pair won the race
         status = 200

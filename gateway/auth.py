@@ -10,8 +10,10 @@ from pathlib import Path
 
 import yaml
 
-SCOPES = frozenset({"events:write", "events:read", "public:request", "public:approve", "acks:write", "reports:write",
-                    "admin"})
+SCOPES = frozenset({"events:write", "events:read", "events:sign", "public:request", "public:approve", "acks:write",
+                    "reports:write", "admin"})
+# decisions of an HQ leader: `admin` does not imply them, each needs its own token scope
+LEADER_SCOPES = frozenset({"public:approve", "events:sign"})
 
 
 class TokensError(ValueError):
@@ -24,7 +26,7 @@ class Principal:
     scopes: frozenset[str]
 
     def can(self, scope: str) -> bool:
-        return scope in self.scopes or ("admin" in self.scopes and scope != "public:approve")
+        return scope in self.scopes or ("admin" in self.scopes and scope not in LEADER_SCOPES)
 
 
 def digest(token: str) -> str:
@@ -68,12 +70,21 @@ class TokenBook:
 
     @classmethod
     def admin_default(cls, data_dir: str | Path) -> tuple[TokenBook, Path]:
-        """The embedded default: one random all-scopes token in <data-dir>/admin.token (0600)."""
-        path = Path(data_dir) / "admin.token"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-        token = path.read_text().strip()
-        return cls({digest(token): Principal("admin", SCOPES)}), path
+        """The embedded default: one random all-scopes token in <data-dir>/admin.token and, so a
+        warning can be signed by a second principal, <data-dir>/signer.token (principal
+        `commander`, scopes events:sign and events:read); both mode 0600, reused on later starts."""
+        path = _token_file(Path(data_dir) / "admin.token")
+        signer = _token_file(Path(data_dir) / "signer.token")
+        return cls({digest(path.read_text().strip()): Principal("admin", SCOPES),
+                    digest(signer.read_text().strip()): Principal("commander",
+                                                                  frozenset({"events:sign", "events:read"}))}), path
+
+
+def _token_file(path: Path) -> Path:
+    """A random token in `path`, created once (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path

@@ -49,8 +49,10 @@ async def take_cap(gw: Gateway, raw: bytes, *, source: str, principal: str) -> t
                                       origin=origin)
     event = event_from_alert(alert, cfg, ref)
     try:
+        # the city platform decided already: its warnings go out without a sign-off here
+        released_by = f"cap:{alert.sender}" if alert.sender in cfg.trusted_senders else None
         return await gw.submit(event, source=source, principal=principal, origin=origin, warnings=warnings,
-                               machine=True)
+                               machine=True, released_by=released_by)
     except Invalid as exc:
         if exc.code == "message_too_long" and alert.info is not None:
             exc.field = f"{alert.info.path}/description"  # name the CAP element, not the JSON field

@@ -225,6 +225,9 @@ class CapCfg(BaseModel):
     # PEM files with the signers' certificates: with any, an enveloped XML signature must verify
     trusted_certs: list[str] = Field(default_factory=list)
     require_signature: bool = False  # unsigned CAP is refused (needs trusted_certs)
+    # CAP <sender> values whose warnings need no sign-off here (签发): the city platform decided
+    # already. Pair it with trusted_certs and require_signature, or anyone can claim the name.
+    trusted_senders: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _signatures(self) -> CapCfg:
@@ -261,6 +264,8 @@ class AlertRuleCfg(BaseModel):
     area_label: str = "area"  # label, else annotation; default the event's default area
     headline_annotation: str = "summary"
     body_annotation: str = "description"
+    # released without waiting for an HQ leader's sign-off (签发), recorded as released by the rule
+    auto_release: bool = False
 
 
 class AlertmanagerCfg(BaseModel):

@@ -88,9 +88,10 @@ class Gateway:
 
     # ---- intake
     async def submit(self, event: Event, *, source: str, principal: str, origin: dict[str, Any] | None = None,
-                     warnings: list[str] | None = None, machine: bool = False) -> tuple[int, dict[str, Any]]:
+                     warnings: list[str] | None = None, machine: bool = False,
+                     released_by: str | None = None) -> tuple[int, dict[str, Any]]:
         """Plan and durably record an event; (202, answer), or (200, answer) for a replay
-        (see gateway.flows.intake.submit for `origin`, `warnings` and `machine`).
+        (see gateway.flows.intake.submit for `origin`, `warnings`, `machine` and `released_by`).
 
         Raises:
             gateway.flows.errors.Conflict, Invalid: see `gateway.flows.intake.submit`.
@@ -98,7 +99,7 @@ class Gateway:
         from gateway.flows.intake import submit
 
         return await submit(self, event, source=source, principal=principal, origin=origin, warnings=warnings,
-                            machine=machine)
+                            machine=machine, released_by=released_by)
 
     async def cancel(self, event_id: str, *, by: str) -> int:
         n = await self.store.cancel_event(event_id, at=time.time(), by=by)
@@ -115,7 +116,9 @@ class Gateway:
         else:
             self.tokens, path = TokenBook.admin_default(cfg.data_dir)
             log.warning("admin_token_created", path=str(path.resolve()),
-                        note="no tokens file configured: this token has every scope")
+                        signer_token=str(path.with_name("signer.token").resolve()),
+                        note="no tokens file configured: this token has every scope; warnings are signed "
+                             "(签发) with the signer token (principal commander)")
         app = self.make_app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()

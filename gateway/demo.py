@@ -42,6 +42,8 @@ async def run_demo(timeout: float = 120.0) -> int:
                 async with s.post(f"{gw.base_url}/v1/events", json=event) as r:
                     answer = await r.json()
                 print(f"event {answer['event_id']} accepted: {answer['deliveries']} deliveries planned", flush=True)
+                if answer.get("state") == "pending_signoff":
+                    await _sign(gw.base_url, Path(tmp, "signer.token"), answer["event_id"])
                 last = ""
                 while time.monotonic() - start < timeout:
                     async with s.get(f"{gw.base_url}/v1/events/{answer['event_id']}") as r:
@@ -64,6 +66,21 @@ async def run_demo(timeout: float = 120.0) -> int:
             return 0 if done else 1
         finally:
             await gw.stop()
+
+
+async def _sign(base_url: str, token_file: Path, event_id: str) -> None:
+    """Sign (签发) the demo's warning as the sandbox's second principal, `commander`.
+
+    Raises:
+        RuntimeError: the gateway refused the signature.
+    """
+    token = (await asyncio.to_thread(token_file.read_text)).strip()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s, s.post(
+            f"{base_url}/v1/events/{event_id}/sign", json={}) as r:
+        body = await r.json()
+        if r.status != 200:
+            raise RuntimeError(f"sign-off refused: {body}")
+    print(f"held for sign-off (签发); signed by {body['signoff']['decided_by']}", flush=True)
 
 
 def main() -> int:

@@ -52,6 +52,12 @@ class Metrics:
         self.cap_feed_errors = Counter("gateway_cap_feed_errors", "CAP feed errors (the poller goes on)",
                                        ["feed", "kind"], registry=r)
 
+        # sign-off (签发) of warnings: drafts by outcome, and how long a signature took
+        self.signoffs = Counter("gateway_signoffs", "Warning sign-off decisions",
+                                ["level", "outcome"], registry=r)
+        self.signoff_wait = Histogram("gateway_signoff_wait_seconds", "Draft accepted -> signed",
+                                      ["level"], buckets=_LATENCY_BUCKETS, registry=r)
+
     def register_channels(self, channels: Iterable[str]) -> None:
         """Create every label series for the channels so dashboards see zeros, not gaps."""
         for ch in channels:

@@ -73,12 +73,13 @@ class Planner:
         return units
 
     async def plan(self, event: Event, event_id: str, accepted: datetime,
-                   cap: Callable[[], str] | None = None) -> PlanResult:
+                   cap: Callable[[], str] | None = None, approval: str = "") -> PlanResult:
         """`cap` renders the event as CAP 1.2 XML for webhook endpoints that ask for it (called at
-        most once). Raises UnknownAudience or RenderError (an SMS over budget)."""
+        most once); `approval` names the sign-off in every message. Raises UnknownAudience or
+        RenderError (an SMS over budget)."""
         cap_xml: str | None = None
         res = PlanResult()
-        ctx = self.renderer.context(event, event_id, accepted)
+        ctx = self.renderer.context(event, event_id, accepted, approval=approval)
         deadline = deadline_for(event, accepted, self.policy.horizon)
         priority = self.policy.priority(event)
         ids = delivery_ids()

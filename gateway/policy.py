@@ -101,6 +101,53 @@ class ReminderSpec(BaseModel):
         return self
 
 
+class SignoffSpec(BaseModel):
+    """Which actual warning events wait for an HQ leader's sign-off (签发) before any unit is
+    told, and who may sign them. `signers` by level, in the order they are asked: the first
+    ones at once, the next one (and the HQ office) after `wait` if nobody has signed. A draft
+    unsigned after `expires` ends as `expired`. Machine intake from `cap.trusted_senders` or an
+    Alertmanager rule with `auto_release: true` is released on the source's word."""
+
+    model_config = _Strict
+    levels: tuple[Level, ...] = ()
+    types: tuple[EventType, ...] = (EventType.WARNING_ISSUED, EventType.WARNING_UPGRADED,
+                                    EventType.WARNING_DOWNGRADED, EventType.WARNING_EXTENDED,
+                                    EventType.WARNING_LIFTED)
+    signers: dict[Level, tuple[str, ...]] = Field(default_factory=dict)
+    wait: dict[Level, str] = Field(default_factory=lambda: {Level.RED: "15m"})
+    default_wait: str = "30m"
+    expires: str = "6h"
+    # principal -> phone numbers of the person, for the sign request (when the roster has none)
+    contacts: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("default_wait", "expires")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("wait")
+    @classmethod
+    def _waits(cls, v: dict[Level, str]) -> dict[Level, str]:
+        for d in v.values():
+            parse_duration(d)
+        return v
+
+    def wait_for(self, level: str | None) -> timedelta:
+        """How long the signers asked so far have before the next one is told."""
+        for lv, d in self.wait.items():
+            if lv.value == level:
+                return parse_duration(d)
+        return parse_duration(self.default_wait)
+
+    def signers_for(self, level: str | None) -> tuple[str, ...]:
+        """Who may sign a warning of `level` (empty: any principal with events:sign)."""
+        for lv, names in self.signers.items():
+            if lv.value == level:
+                return names
+        return ()
+
+
 class Rule(BaseModel):
     model_config = _Strict
     name: str
@@ -140,6 +187,7 @@ class PolicyModel(BaseModel):
     public_draft_validity: str = "2h"  # an unapproved draft expires after this
     reminders: tuple[ReminderSpec, ...] = ()
     reports: ReportsSpec = ReportsSpec()  # daily reports and the summary evaluation (report_policy.py)
+    signoff: SignoffSpec = SignoffSpec()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 

@@ -85,7 +85,8 @@ class Renderer:
         self._sms = env.get_template("sms.j2")
         self._voice = env.get_template("voice.j2")
 
-    def context(self, event: Event, event_id: str, accepted_at: datetime) -> EventContext:
+    def context(self, event: Event, event_id: str, accepted_at: datetime, *, approval: str = "") -> EventContext:
+        """`approval` names the sign-off in every message (e.g. 经县指挥部批准), or is empty."""
         lv_name, roman = LEVELS.get(event.level.value if event.level else "", ("", ""))
         until = (
             f"预计{_when(event.valid_until, accepted_at)}解除" if event.valid_until else "解除时间另行通知"
@@ -94,6 +95,7 @@ class Renderer:
             "signature": self.signature,
             "drill": DRILL_MARK[event.status],
             "drill_spoken": DRILL_SPOKEN[event.status],
+            "approval": f"{approval}，" if approval else "",
             "type": event.type.value,
             "lv": f"{lv_name}({roman}级)" if lv_name else "",
             "roman": roman,

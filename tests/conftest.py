@@ -33,8 +33,9 @@ async def daemon_factory(tmp_path: Path) -> AsyncIterator[DaemonFactory]:
     started: list[Daemon] = []
 
     async def make(config: dict[str, Any], policy: dict[str, Any] | None = None, *, name: str = "gw",
-                   env: dict[str, str] | None = None, start: bool = True) -> Daemon:
-        d = Daemon(tmp_path / name, config, policy, env={"GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})})
+                   env: dict[str, str] | None = None, start: bool = True, signoff: bool = False) -> Daemon:
+        d = Daemon(tmp_path / name, config, policy, env={"GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})},
+                   signoff=signoff)
         started.append(d)
         if start:
             await d.start()

@@ -7,8 +7,9 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway.api import acks, aliyun, audit, openapi, preview, public, reports, sink, standards, stream
+    from gateway.api import acks, aliyun, audit, openapi, preview, public, reports, signoff, sink, standards, stream
     from gateway.console import pages
 
     return [sink.routes, acks.routes, standards.routes, openapi.routes, public.routes,
-            audit.routes, pages.routes, stream.routes, preview.routes, aliyun.routes, reports.routes]
+            audit.routes, pages.routes, stream.routes, preview.routes, aliyun.routes, reports.routes,
+            signoff.routes]

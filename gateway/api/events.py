@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
+from gateway.api.openapi import EVENT_STATES
 from gateway.events import Event
 from gateway.flows.errors import validation_error
 from gateway.store.base import UnknownEvent
@@ -38,9 +39,8 @@ async def post_event(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     require(request, "events:read")
     status = request.query.get("status")
-    if status is not None and status not in ("active", "superseded", "ended", "cancelled"):
-        raise ApiError(400, "bad_parameter", "status must be active, superseded, ended or cancelled",
-                       field="status")
+    if status is not None and status not in EVENT_STATES:
+        raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(EVENT_STATES)}", field="status")
     limit = int_param(request, "limit", 50, 1, 500)
     return json_response({"events": await gw(request).store.list_events(status=status, limit=limit)})
 

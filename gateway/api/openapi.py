@@ -24,6 +24,8 @@ _ERRORS = {400: "malformed request or parameter", 401: "no or bad token", 403: "
            404: "no such resource", 409: "idempotency or state conflict", 413: "body over the configured limit",
            415: "unsupported content type", 422: "valid syntax, invalid content"}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# pending_signoff until signed; a draft that is never signed ends rejected or expired
+EVENT_STATES = ("pending_signoff", "active", "superseded", "ended", "cancelled", "rejected", "expired")
 
 
 def _ref(name: str) -> Schema:
@@ -85,24 +87,29 @@ def _schemas() -> dict[str, Schema]:
                                "links": _obj({"self": _str()}, ("self",)), "warnings": _array(_str()),
                                "origin": {"type": "object", "description": "machine intake: CAP version, sender, "
                                           "verified signer, unknown references"},
-                               "recorded": _str(description="the no-op's audit subject")},
+                               "recorded": _str(description="the no-op's audit subject"),
+                               "state": {"const": "pending_signoff", "description": "held until an HQ leader "
+                                         "signs it (POST /v1/events/{id}/sign): nothing is sent before"}},
                               ("event_id", "deliveries")),
         "EventSummary": _obj({
             "id": _str(), "type": _str(), "level": _nullable(_str()), "status": _str(),
-            "state": {"enum": ["active", "superseded", "ended", "cancelled"]}, "supersedes": _NSTR,
+            "state": {"enum": list(EVENT_STATES)}, "supersedes": _NSTR,
             "chain_id": _str(), "source": _str(), "submitted_by": _str(), "accepted_at": _TIME,
             "valid_until": _NTIME, "headline": _NSTR, "area": _NSTR, "summary": {"type": "object"},
         }, ("id", "type", "status", "state", "accepted_at")),
         "Delivery": _obj({
             "id": _str(), "unit_id": _str(), "unit_name": _str(), "channel": _str(),
             "address": _str(description="masked"),
-            "status": {"enum": ["pending", "leased", "sent", "delivered", "failed", "cancelled", "expired"]},
+            "status": {"enum": ["held", "pending", "leased", "sent", "delivered", "failed", "cancelled", "expired"],
+                       "description": "held: waiting for the warning's sign-off"},
             "attempts": _INT, "last_error": _NSTR, "sent_at": _NTIME, "delivered_at": _NTIME, "acked_at": _NTIME,
         }, ("id", "unit_id", "channel", "status", "attempts")),
         "EventDetail": {"allOf": [_ref("EventSummary"), _obj({
             "event": {"type": "object"}, "summary": {"type": "object"}, "units": _array({"type": "object"}),
             "origin": {"type": ["object", "null"], "description": "machine intake: CAP version, sender, "
                        "verified signer, unknown references"},
+            "signoff": {"type": ["object", "null"], "description": "the sign-off (签发) of a warning that "
+                        "needed one: state, level, submitter, asked, decided_by, decided_at, ref (文号), reason"},
             "deliveries": _array(_ref("Delivery"))}, ("event", "summary", "units", "deliveries"))]},
         "PublicMessageRequest": _obj({"event_id": _str(minLength=1, maxLength=128), "text": _str(
             minLength=1, maxLength=500), "units": _array(_str(), description="a subset of the policy's public "
@@ -204,7 +211,7 @@ def _events() -> dict[str, Any]:
                         body=_json_body("Event", example=_EVENT_EXAMPLE), errors=(*_BODY_ERRORS, 409)),
             "get": _op("listEvents", "List events, newest first", {200: _ok("events", _obj(
                 {"events": _array(_ref("EventSummary"))}, ("events",)))}, scope="events:read", errors=(400,),
-                params=[_query("status", {"enum": ["active", "superseded", "ended", "cancelled"]}),
+                params=[_query("status", {"enum": list(EVENT_STATES)}),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})]),
         },
         "/v1/events/{id}": {"get": _op("getEvent", "An event with delivery summary, units and deliveries",
@@ -322,6 +329,12 @@ def _reports() -> dict[str, Any]:
     return paths()
 
 
+def _signoff() -> dict[str, Any]:
+    from gateway.api.signoff import openapi_paths  # issue 16: sign-off of warnings
+
+    return openapi_paths()
+
+
 def _console() -> dict[str, Any]:
     """The web console's page and the endpoints only it uses (beyond design.md's table)."""
     asset_types = ("text/html", "text/javascript", "text/css", "image/svg+xml")
@@ -364,7 +377,7 @@ def document() -> dict[str, Any]:
                  "description": "HTTP API v1 (design.md section 5). Errors are always "
                                 "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
         "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console(), **_aliyun(),
-                  **_reports()},
+                  **_reports(), **_signoff()},
         "components": {
             "schemas": schemas,
             "responses": {f"E{code}": {"description": text, "content": _content(_ref("Error"))}

@@ -118,7 +118,8 @@ def _epoch(rfc3339: str) -> float:
 
 
 async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
-    """Run escalation steps, reminders and the report schedule as they fall due."""
+    """Run escalation steps, reminders, the report schedule and sign-off notices as they fall due."""
+    from gateway.flows import signoff, signoff_notices
     from gateway.flows.public import expire
     from gateway.flows.reminders import remind_once
     from gateway.flows.report_schedule import schedule_once
@@ -132,6 +133,8 @@ async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
                 await remind_once(gw, clock.now())
                 await schedule_once(gw)
             await expire(gw)
+            await signoff.expire(gw)
+            await signoff_notices.notify_once(gw)
         except Exception:
             log.exception("escalation_round_failed")
         await asyncio.sleep(interval)

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 from contacts.resolver import UnknownAudience
 from gateway.dispatcher import URGENT
 from gateway.events import ENDING_TYPES, Event, EventType, new_event_id
+from gateway.flows import signoff
 from gateway.flows.errors import Conflict, Invalid
 from gateway.logs import get as get_logger
 from gateway.render import RenderError
 from gateway.runtime import new_event, utcnow
-from gateway.store.base import Duplicate, OutboxItem, UnknownEvent
+from gateway.store.base import Duplicate, NewEvent, OutboxItem, PlannedAck, PlannedDelivery, UnknownEvent
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -26,8 +27,12 @@ log = get_logger("gateway.intake")
 
 async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
                  origin: dict[str, Any] | None = None, warnings: list[str] | None = None,
-                 machine: bool = False) -> tuple[int, dict[str, Any]]:
+                 machine: bool = False, released_by: str | None = None) -> tuple[int, dict[str, Any]]:
     """Returns (202, answer) once durable, or (200, the first answer) for an identical replay.
+    A warning the policy holds for sign-off is durable but sends nothing (`"state":
+    "pending_signoff"` in the answer) until it is signed (`gateway.flows.signoff`); with
+    `released_by` (a trusted source: the city platform, an `auto_release` alert rule) it goes out
+    at once, recorded as released by that source.
     `origin` (what the source said about itself: signer, references it named) is recorded in the
     answer and the audit record; `warnings` go into the answer. With `machine` (CAP, Alertmanager)
     a chain step whose `supersedes` is unknown starts a new chain instead of being refused, and a
@@ -51,8 +56,11 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     event_id = event.id or new_event_id()
     accepted = utcnow()
     cap = await _cap_renderer(gw, event, event_id, accepted)
+    hold = await signoff.hold_for(gw, event, principal=principal, accepted=accepted.timestamp(),
+                                  released_by=released_by)
+    held = hold is not None and hold["state"] == "pending"
     try:
-        plan = await rt.planner.plan(event, event_id, accepted, cap=cap)
+        plan = await rt.planner.plan(event, event_id, accepted, cap=cap, approval=signoff.APPROVAL if held else "")
     except UnknownAudience as exc:
         raise Invalid("unknown_audience", str(exc), field="$.audience") from exc
     except RenderError as exc:
@@ -63,6 +71,8 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
         "units": len(plan.acks),
         "links": {"self": f"/v1/events/{event_id}"},
     }
+    if held:
+        answer["state"] = "pending_signoff"
     if plan.warnings or warnings:
         answer["warnings"] = warnings + plan.warnings
     if origin:
@@ -74,7 +84,11 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
         "type": event.type.value, "level": event.level.value if event.level else None,
         "status": event.status.value, "source": source, "body_hash": record.body_hash,
         "deliveries": len(plan.deliveries), "roster_version": rt.roster.version,
-        **({"origin": origin} if origin else {})})
+        **({"origin": origin} if origin else {}),
+        **({"signoff": hold["state"], "signoff_level": hold["level"]} if hold else {}),
+        **({"released_by": released_by} if hold and released_by else {})}, signoff=hold)
+    if held:  # nothing leaves before the signature: no hand-off to the dispatcher
+        return await _record_held(gw, record, plan.deliveries, plan.acks, answer, event, source, principal)
     # the first deliveries are leased in the intake's own transaction and start at its commit
     claim = gw.dispatcher.handoff(min((d.priority for d in plan.deliveries), default=URGENT))
     leased: list[OutboxItem] = []
@@ -99,6 +113,31 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
              warning_level=event.level.value if event.level else None,
              status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),
              source=source, principal=principal)
+    return 202, answer
+
+
+async def _record_held(gw: Gateway, record: NewEvent, deliveries: list[PlannedDelivery], acks: list[PlannedAck],
+                       answer: dict[str, Any], event: Event, source: str, principal: str) -> tuple[int, dict[str, Any]]:
+    """Commit a draft waiting for sign-off: event, held deliveries, ack rows, sign-off row.
+
+    Raises:
+        Conflict, Invalid: as `submit`.
+    """
+    try:
+        await gw.store.record_event(record, deliveries, acks)
+    except Duplicate as dup:
+        if dup.same_body:
+            return 200, dict(dup.answer)
+        raise Conflict("idempotency_conflict",
+                       f"event {record.id} was already submitted with a different body", field="$.id") from dup
+    except UnknownEvent as exc:
+        raise Invalid("unknown_supersedes", f"supersedes names no known event: {exc}",
+                      field="$.supersedes") from exc
+    level = event.level.value if event.level else "none"
+    gw.metrics.events.labels(event.type.value, level, event.status.value, source).inc()
+    gw.metrics.signoffs.labels((record.signoff or {}).get("level") or "none", "pending").inc()
+    log.info("event_held_for_signoff", event_id=record.id, type=event.type.value, warning_level=level,
+             deliveries=len(deliveries), units=len(acks), source=source, principal=principal)
     return 202, answer
 
 

@@ -47,6 +47,13 @@ def ts(v: float | None) -> str | None:
 
 
 def delivery_view(r: Mapping[str, Any], acked_at: float | None) -> dict[str, Any]:
+    view = _delivery_view(r, acked_at)
+    if r["status"] == "held":  # a draft's preview: exactly what the unit will receive once signed
+        view["text"] = r["text"]
+    return view
+
+
+def _delivery_view(r: Mapping[str, Any], acked_at: float | None) -> dict[str, Any]:
     return {
         "id": r["id"],
         "unit_id": r["unit_id"],

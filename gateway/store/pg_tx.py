@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store import common
+from gateway.store import common, signoffs
 from gateway.store.pg_conn import CHANNEL, Conn, affected, as_dict
 from gateway.store.pg_flow import append_audit
 from gateway.store.records import (
@@ -37,7 +37,7 @@ _INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, chain_id, chain_seq, unit_id, unit_name, channel,"
     " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
     " deadline, cause_id, level, event_status, accepted_at, created_at)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'pending',$12,$13,$14,$15,$16,$17,$18,$19,$20)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$21,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
 )
 
 
@@ -74,14 +74,16 @@ async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDel
         # link committed so far, which READ COMMITTED alone does not promise
         await c.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CHAIN_NS, chain_id)
         chain_seq = int(await c.fetchval("SELECT MAX(chain_seq) FROM events WHERE chain_id=$1", chain_id)) + 1
-        await supersede(c, chain_id, event)
+        if not signoffs.is_held(event):  # a draft supersedes its chain only once it is signed
+            await supersede(c, chain_id, event)
+    held = signoffs.is_held(event)
     await c.execute(
         "INSERT INTO events (id, body_hash, data, type, level, status, supersedes, chain_id, chain_seq, source,"
         " principal, accepted_at, valid_until, state, answer, roster_version, policy_version, escalation)"
         " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
         event.id, event.body_hash, json.dumps(event.data, ensure_ascii=False), event.type, event.level,
         event.status, event.supersedes, chain_id, chain_seq, event.source, event.principal,
-        event.accepted_at, event.valid_until, common.initial_state(event),
+        event.accepted_at, event.valid_until, "pending_signoff" if held else common.initial_state(event),
         json.dumps(event.answer, ensure_ascii=False), event.roster_version, event.policy_version,
         json.dumps(list(event.escalation)),
     )
@@ -89,18 +91,23 @@ async def record_event(c: Conn, event: NewEvent, deliveries: Sequence[PlannedDel
         await c.executemany(_INSERT_DELIVERY, [
             (d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address, d.endpoint_key,
              d.text, d.payload, d.max_attempts, d.priority, max(d.not_before, event.accepted_at), d.deadline,
-             d.cause_id, event.level, event.status, event.accepted_at, event.accepted_at)
+             d.cause_id, event.level, event.status, event.accepted_at, event.accepted_at,
+             "held" if held else "pending")
             for d in deliveries
         ])
     if acks:
         await c.executemany(
             "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
             " VALUES ($1,$2,$3,$4,$5,$6)",
-            [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline, a.deadline if a.required else None)
-             for a in acks],
+            [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline,
+              a.deadline if a.required and not held else None) for a in acks],
         )
+    if event.signoff is not None:
+        await c.execute(signoffs.PG["insert"], *signoffs.insert_args(event))
     if event.audit is not None:
         await append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id, dict(event.audit))
+    if held:
+        return []
     await notify(c)
     if claim is None or claim.limit <= 0 or not deliveries:
         return []
@@ -292,6 +299,8 @@ async def event_view(c: Conn, event_id: str) -> dict[str, Any]:
     out["summary"] = common.summarise(deliveries, units)
     out["units"] = units
     out["deliveries"] = deliveries
+    so_row = await c.fetchrow(signoffs.PG["get"], event_id)
+    out["signoff"] = signoffs.view(as_dict(so_row) if so_row is not None else None)
     return out
 
 
@@ -324,12 +333,13 @@ async def cancel_event(c: Conn, event_id: str, at: float, by: str) -> int:
         raise UnknownEvent(event_id)
     n = affected(await c.execute(
         "UPDATE deliveries SET status='cancelled', reason='cancelled', last_error=$1, finished_at=$2,"
-        " lease_token=NULL WHERE event_id=$3 AND status='pending'",
+        " lease_token=NULL WHERE event_id=$3 AND status IN ('pending','held')",
         f"cancelled by {by}", at, event_id,
     ))
     # in-flight ones are cancelled when they come back for a retry (see _REQUEUE)
     n += int(await c.fetchval("SELECT COUNT(*) FROM deliveries WHERE event_id=$1 AND status='leased'", event_id))
     await c.execute("UPDATE unit_acks SET next_escalation_at=NULL WHERE event_id=$1", event_id)
+    await c.execute(signoffs.PG["cancel"], by, at, event_id)
     return n
 
 

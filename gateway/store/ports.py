@@ -31,6 +31,7 @@ from gateway.store.records import (
     PlannedDelivery,
     ReportRequest,
     UnitReport,
+    Released,
 )
 
 
@@ -293,12 +294,57 @@ class Reports(Protocol):
         ...
 
 
+class Signoffs(Protocol):
+    """Warnings held for sign-off (签发) by an HQ leader. A draft is recorded by
+    `Outbox.record_event` with `NewEvent.signoff`; these verbs decide it, each a compare-and-set
+    from `pending`, so a second signature (or a sign racing a reject) changes nothing."""
+
+    async def get_signoff(self, event_id: str) -> dict[str, Any] | None:
+        """The sign-off row of an event (None: the event never needed one)."""
+        ...
+
+    async def list_signoffs(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        """Sign-off rows, newest first, optionally in one state (`pending`, `signed`, `released`,
+        `rejected`, `expired`)."""
+        ...
+
+    async def release_event(self, event_id: str, *, by: str, at: float, ref: str | None,
+                            state: str = "signed") -> Released | None:
+        """Sign a pending draft (or, with `state="released"`, release it on a trusted source's
+        word) in ONE transaction: the row records who and when, the event turns active (or
+        ended, for a lift) and supersedes its chain now, its held deliveries become due at `at`
+        with deadlines and ack windows moved on by the wait. None when the draft is not pending
+        (decided already, or past its expiry)."""
+        ...
+
+    async def reject_event(self, event_id: str, *, by: str, at: float, reason: str, state: str = "rejected"
+                           ) -> bool:
+        """End a pending draft (`rejected`, or `expired`): its held deliveries are cancelled and
+        the event takes that state. False when it was not pending."""
+        ...
+
+    async def expire_signoffs(self, *, now: float) -> list[str]:
+        """End every pending draft past its expiry as `expired`; returns their event ids."""
+        ...
+
+    async def claim_signoff_notices(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        """Pending drafts whose next notice (the next signer, the HQ office) is due, leased for
+        `lease_for` seconds so one instance sends each notice."""
+        ...
+
+    async def advance_signoff_notice(self, event_id: str, *, step: int, next_at: float | None,
+                                     asked: Sequence[str]) -> bool:
+        """Move the draft from notice `step` to `step + 1` with the principals asked so far;
+        False when another worker did already or the draft was decided."""
+        ...
+
+
 class Store(Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit, PublicMessages, CapFeedEntries,
-            Reports, Protocol):
+            Reports, Signoffs, Protocol):
     """Durable state of the gateway: every port at once (the composition root holds one of these
     and hands each flow the ports it needs)."""
 
 
 # Every port that `Store` is made of; the conformance suite checks both backends against each.
 PORTS: tuple[type[Any], ...] = (Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit,
-                                PublicMessages, CapFeedEntries, Reports)
+                                PublicMessages, CapFeedEntries, Reports, Signoffs)

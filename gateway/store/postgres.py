@@ -19,6 +19,7 @@ from gateway.store import feeds as feeds_
 from gateway.store import pg_acks as acks_
 from gateway.store import pg_flow as flow_
 from gateway.store import pg_schema as schema_
+from gateway.store import pg_signoff as signoffs_
 from gateway.store import pg_tx as tx_
 from gateway.store.common import SWEEP_EVERY
 from gateway.store.pg_conn import Conn, Listener, connection_broken, is_transient, log, retrying
@@ -32,6 +33,7 @@ from gateway.store.records import (
     Outcome,
     PlannedAck,
     PlannedDelivery,
+    Released,
     StoreError,
 )
 from gateway.store.reports import PgReports
@@ -300,3 +302,28 @@ class PostgresStore(PgReports):
             await c.execute(feeds_.PG["release"], *feeds_.release_args(key, holder))
 
         await self._run(q)
+
+    # ---- sign-off of warnings (port Signoffs)
+    async def get_signoff(self, event_id: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: signoffs_.get(c, event_id))
+
+    async def list_signoffs(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: signoffs_.list_(c, state, limit))
+
+    async def release_event(self, event_id: str, *, by: str, at: float, ref: str | None,
+                            state: str = "signed") -> Released | None:
+        return await self._run(lambda c: signoffs_.release(c, event_id, by, at, ref, state))
+
+    async def reject_event(self, event_id: str, *, by: str, at: float, reason: str, state: str = "rejected"
+                           ) -> bool:
+        return await self._run(lambda c: signoffs_.reject(c, event_id, by, at, reason, state))
+
+    async def expire_signoffs(self, *, now: float) -> list[str]:
+        return await self._run(lambda c: signoffs_.expire(c, now))
+
+    async def claim_signoff_notices(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        return await self._run(lambda c: signoffs_.claim_notices(c, now, limit, lease_for))
+
+    async def advance_signoff_notice(self, event_id: str, *, step: int, next_at: float | None,
+                                     asked: Sequence[str]) -> bool:
+        return await self._run(lambda c: signoffs_.advance(c, event_id, step, next_at, asked))

@@ -11,6 +11,7 @@ from typing import Any
 
 
 class DeliveryStatus(StrEnum):
+    HELD = "held"  # planned, waiting for the warning's sign-off (签发); never claimed
     PENDING = "pending"
     LEASED = "leased"
     SENT = "sent"  # provider accepted; a receipt is still to come
@@ -91,6 +92,10 @@ class NewEvent:
     escalation: Sequence[Mapping[str, Any]] = ()
     # appended to the audit chain as `event_accepted` in the same transaction as the event
     audit: Mapping[str, Any] | None = None
+    # a warning that waits for sign-off (签发): the event is `pending_signoff`, its deliveries
+    # `held`, its chain untouched until it is signed; the mapping is the pending sign-off row
+    # (`level`, `submitter`, `expires_at`, `next_notify_at`, `asked`)
+    signoff: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,3 +222,12 @@ class UnitReport:
     submitted_at: float
     late: bool
     version: int = 0  # set by the store
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What signing a pending warning did: its held deliveries now due, the event's new state."""
+
+    event_id: str
+    deliveries: int
+    state: str

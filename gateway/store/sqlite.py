@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from gateway.store import common
 from gateway.store import feeds as feeds_
+from gateway.store import signoffs as signoffs_
 from gateway.store import sqlite_acks as acks_
 from gateway.store import sqlite_flow as flow_
 from gateway.store import sqlite_tx as tx_
@@ -34,6 +35,7 @@ from gateway.store.records import (
     Outcome,
     PlannedAck,
     PlannedDelivery,
+    Released,
     StoreError,
     UnknownEvent,
 )
@@ -159,7 +161,9 @@ class SqliteStore(SqliteReports):
                 chain_seq = c.execute(
                     "SELECT MAX(chain_seq) FROM events WHERE chain_id=?", (chain_id,)
                 ).fetchone()[0] + 1
-                tx_.supersede(c, chain_id, event)
+                if not signoffs_.is_held(event):  # a draft supersedes its chain only once it is signed
+                    tx_.supersede(c, chain_id, event)
+            held = signoffs_.is_held(event)
             c.execute(
                 "INSERT INTO events (id, body_hash, data, type, level, status, supersedes, chain_id,"
                 " chain_seq, source, principal, accepted_at, valid_until, state, answer, roster_version,"
@@ -167,7 +171,8 @@ class SqliteStore(SqliteReports):
                 (
                     event.id, event.body_hash, json.dumps(event.data, ensure_ascii=False), event.type,
                     event.level, event.status, event.supersedes, chain_id, chain_seq, event.source,
-                    event.principal, event.accepted_at, event.valid_until, common.initial_state(event),
+                    event.principal, event.accepted_at, event.valid_until,
+                    "pending_signoff" if held else common.initial_state(event),
                     json.dumps(event.answer, ensure_ascii=False), event.roster_version,
                     event.policy_version, json.dumps(list(event.escalation)),
                 ),
@@ -176,11 +181,11 @@ class SqliteStore(SqliteReports):
                 "INSERT INTO deliveries (id, event_id, chain_id, chain_seq, unit_id, unit_name, channel,"
                 " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
                 " deadline, cause_id, level, event_status, accepted_at, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address,
-                        d.endpoint_key, d.text, d.payload, d.max_attempts, d.priority,
+                        d.endpoint_key, d.text, d.payload, "held" if held else "pending", d.max_attempts, d.priority,
                         max(d.not_before, event.accepted_at), d.deadline, d.cause_id, event.level,
                         event.status, event.accepted_at, event.accepted_at,
                     )
@@ -191,12 +196,14 @@ class SqliteStore(SqliteReports):
                 "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
                 " VALUES (?,?,?,?,?,?)",
                 [(event.id, a.unit_id, a.unit_name, int(a.required), a.deadline,
-                  a.deadline if a.required else None) for a in acks],
+                  a.deadline if a.required and not held else None) for a in acks],
             )
+            if event.signoff is not None:
+                signoffs_.sqlite_record(c, event)
             if event.audit is not None:
                 flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
                                    dict(event.audit))
-            if claim is None or claim.limit <= 0 or not deliveries:
+            if claim is None or claim.limit <= 0 or not deliveries or held:
                 return []
             now = max(claim.now, event.accepted_at)  # the new rows are due from accepted_at
             return tx_.claim(c, now=now, limit=claim.limit, lease_until=now + claim.lease_for,
@@ -259,7 +266,7 @@ class SqliteStore(SqliteReports):
                 raise UnknownEvent(event_id)
             n = c.execute(
                 "UPDATE deliveries SET status='cancelled', reason='cancelled', last_error=?, finished_at=?,"
-                " lease_token=NULL WHERE event_id=? AND status='pending'",
+                " lease_token=NULL WHERE event_id=? AND status IN ('pending','held')",
                 (f"cancelled by {by}", at, event_id),
             ).rowcount
             # in-flight ones are cancelled when they come back for a retry (see sqlite_tx._REQUEUE)
@@ -267,6 +274,7 @@ class SqliteStore(SqliteReports):
                 "SELECT COUNT(*) FROM deliveries WHERE event_id=? AND status='leased'", (event_id,)
             ).fetchone()[0]
             c.execute("UPDATE events SET state='cancelled' WHERE id=?", (event_id,))
+            c.execute(signoffs_.SQLITE["cancel"], (by, at, event_id))
             c.execute(
                 "UPDATE unit_acks SET next_escalation_at=NULL WHERE event_id=?", (event_id,)
             )
@@ -381,3 +389,28 @@ class SqliteStore(SqliteReports):
 
     async def release_feed_entry(self, key: FeedKey, *, holder: str) -> None:
         await self._run(lambda c: feeds_.sqlite_release(c, key, holder), durable=True)
+
+    # ---- sign-off of warnings (port Signoffs)
+    async def get_signoff(self, event_id: str) -> dict[str, Any] | None:
+        return await self._run(lambda c: signoffs_.sqlite_get(c, event_id))
+
+    async def list_signoffs(self, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._run(lambda c: signoffs_.sqlite_list(c, state, limit))
+
+    async def release_event(self, event_id: str, *, by: str, at: float, ref: str | None,
+                            state: str = "signed") -> Released | None:
+        return await self._run(lambda c: signoffs_.sqlite_release(c, event_id, by, at, ref, state), durable=True)
+
+    async def reject_event(self, event_id: str, *, by: str, at: float, reason: str, state: str = "rejected"
+                           ) -> bool:
+        return await self._run(lambda c: signoffs_.sqlite_reject(c, event_id, by, at, reason, state), durable=True)
+
+    async def expire_signoffs(self, *, now: float) -> list[str]:
+        return await self._run(lambda c: signoffs_.sqlite_expire(c, now), durable=True)
+
+    async def claim_signoff_notices(self, *, now: float, limit: int, lease_for: float) -> list[dict[str, Any]]:
+        return await self._run(lambda c: signoffs_.sqlite_claim_notices(c, now, limit, lease_for))
+
+    async def advance_signoff_notice(self, event_id: str, *, step: int, next_at: float | None,
+                                     asked: Sequence[str]) -> bool:
+        return await self._run(lambda c: signoffs_.sqlite_advance(c, event_id, step, next_at, asked))

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store import common
+from gateway.store import common, signoffs
 from gateway.store.records import NewEvent, OutboxItem, Outcome, OutcomeKind, UnknownEvent
 
 
@@ -168,6 +168,7 @@ def event_view(c: sqlite3.Connection, event_id: str) -> dict[str, Any]:
     out["summary"] = common.summarise(deliveries, units)
     out["units"] = units
     out["deliveries"] = deliveries
+    out["signoff"] = signoffs.view(c.execute(signoffs.SQLITE["get"], (event_id,)).fetchone())
     return out
 
 

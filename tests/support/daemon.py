@@ -26,7 +26,11 @@ TOKENS = {
     "leader2": ("tok-leader2-0123456789", ["public:approve", "events:read"]),
     "acker": ("tok-acker-0123456789", ["acks:write", "events:read"]),
     "office": ("tok-office-0123456789", ["reports:write", "events:read"]),
+    # HQ leaders who sign warnings (签发); principals named in the packaged policy's `signoff`
+    "commander": ("tok-commander-0123456789", ["events:sign", "events:read", "events:write", "public:approve"]),
+    "deputy_commander": ("tok-deputy-0123456789", ["events:sign", "events:read"]),
 }
+PACKAGED_POLICY = Path(__file__).parents[2] / "gateway" / "defaults" / "policy.yaml"
 
 # Every unit of the roster, for tests that want the whole county on one channel.
 ALL_ROLES_POLICY = {
@@ -55,6 +59,9 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     starts: int = 0
+    # The packaged policy holds every warning for sign-off (签发). Tests of other things get it
+    # off (the policy's `signoff` section is dropped) unless they ask for it with `signoff=True`.
+    signoff: bool = False
 
     @property
     def url(self) -> str:
@@ -73,8 +80,13 @@ class Daemon:
         cfg.setdefault("log_format", "json")
         cfg.setdefault("server", {})["port"] = self.port
         cfg.setdefault("auth", {})["tokens_file"] = str(self.root / "tokens.yaml")
-        if self.policy is not None:
-            (self.root / "policy.yaml").write_text(yaml.safe_dump(self.policy, allow_unicode=True))
+        policy = self.policy
+        if policy is None and not self.signoff and "path" not in cfg.get("policy", {}):
+            policy = yaml.safe_load(PACKAGED_POLICY.read_text(encoding="utf-8"))
+        if policy is not None:
+            if not self.signoff:
+                policy = {k: v for k, v in policy.items() if k != "signoff"}
+            (self.root / "policy.yaml").write_text(yaml.safe_dump(policy, allow_unicode=True))
             cfg.setdefault("policy", {})["path"] = str(self.root / "policy.yaml")
         path = self.root / "config.yaml"
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -163,6 +175,14 @@ class Daemon:
                 return r.status, json.loads(text)
             except json.JSONDecodeError:
                 return r.status, text
+
+    async def sign(self, event_id: str, *, token: str = "commander", ref: str | None = None) -> dict[str, Any]:
+        """Sign (签发) a warning held for sign-off; returns the answer. Raises AssertionError
+        unless the daemon answers 200."""
+        status, body = await self.call("POST", f"/v1/events/{event_id}/sign", token=token,
+                                       json_body={"ref": ref} if ref else {})
+        assert status == 200, (status, body)
+        return dict(body)
 
     async def wait_event(self, event_id: str, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
         """Poll GET /v1/events/{id} until predicate(body) holds."""

@@ -1,0 +1,131 @@
+"""Telling the signers that a warning waits for them (签发), and the HQ office when nobody signs.
+
+Notice 0 goes to the first signer the policy lists for the level (never the submitter) as soon
+as the draft is durable; each later notice, one `wait` apart, to the next signer and the HQ
+office. Every message carries a signed link to the console's sign page: the link shows the
+draft, signing still needs the signer's own token. A notice is taken once across restarts and
+instances: rows are leased, deliveries carry unique cause ids, the step advances by
+compare-and-set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway.flows.signoff import signers
+from gateway.logs import get as get_logger
+from gateway.planner import LINK_VALIDITY, endpoint_key, new_delivery_id
+from gateway.store.base import PlannedDelivery
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = get_logger("gateway.signoff")
+LEASE = 60.0
+_LEVEL = {"yellow": "黄色", "orange": "橙色", "red": "红色", "blue": "蓝色"}
+
+
+def plan_steps(order: list[str]) -> int:
+    """The last notice step for signers `order`: one per signer, and the HQ office at least once."""
+    return max(len(order) - 1, 1) if order else 0
+
+
+async def notify_once(g: Gateway, now: float | None = None) -> int:
+    """Send every notice that is due; returns how many notices were taken."""
+    now = time.time() if now is None else now
+    taken = 0
+    for row in await g.store.claim_signoff_notices(now=now, limit=100, lease_for=LEASE):
+        order = [p for p in signers(g, row["level"]) if p != row["submitter"]]
+        step = int(row["notice_step"])
+        last = plan_steps(order)
+        if step > last:
+            await g.store.advance_signoff_notice(row["event_id"], step=step, next_at=None, asked=row["asked"])
+            continue
+        asked = list(dict.fromkeys([*row["asked"], *order[step:step + 1]]))
+        office = step >= 1 or not order
+        planned = _to_signers(g, row, order[step:step + 1], step) + (_to_office(g, row, asked, step) if office else [])
+        if planned and await g.store.add_deliveries(row["event_id"], planned, now=now):
+            g.dispatcher.wake()
+        wait = g.runtime.policy.model.signoff.wait_for(row["level"]).total_seconds()
+        nxt = now + wait if step < last else None
+        if await g.store.advance_signoff_notice(row["event_id"], step=step, next_at=nxt, asked=asked):
+            taken += 1
+            await g.audit("system", "signoff_notified", row["event_id"], {
+                "step": step, "signers": order[step:step + 1], "hq_office": office, "deliveries": len(planned)})
+            log.info("signoff_notified", event_id=row["event_id"], step=step, signers=order[step:step + 1],
+                     hq_office=office, deliveries=len(planned))
+    return taken
+
+
+def _text(g: Gateway, row: dict[str, Any], *, office: bool, asked: list[str], url: str) -> str:
+    level = _LEVEL.get(row["level"] or "", "")
+    waited = max(0, int((time.time() - row["created_at"]) // 60))
+    if office:
+        return (f"{g.config.sms.signature}{level}重污染天气预警待签发已{waited}分钟（提交人{row['submitter']}），"
+                f"已通知{'、'.join(asked) or '无'}，请联系县指挥部领导签发：{url}")
+    return f"{g.config.sms.signature}{level}重污染天气预警待您签发（提交人{row['submitter']}），请登录后签发：{url}"
+
+
+def _delivery(g: Gateway, *, unit_id: str, unit_name: str, address: str, channel: str, text: str,
+              payload: str, cause: str) -> PlannedDelivery:
+    did = new_delivery_id()
+    if channel == "sms" and g.links is not None and "{link}" in text:
+        text = text.replace("{link}", sign_url(g, did))
+    return PlannedDelivery(
+        id=did, unit_id=unit_id, unit_name=unit_name, channel=channel, address=address,
+        endpoint_key=endpoint_key(channel, address), text=text, payload=payload,
+        max_attempts=g.runtime.policy.max_attempts(channel), priority=0,
+        deadline=time.time() + g.runtime.policy.horizon.total_seconds(), cause_id=cause)
+
+
+def sign_url(g: Gateway, delivery_id: str) -> str:
+    """The signed link to the sign page (`GET /s/{token}`): it opens the draft, it never signs."""
+    return g.links.url(delivery_id, time.time() + LINK_VALIDITY.total_seconds()).replace("/a/", "/s/", 1)
+
+
+def _payload(row: dict[str, Any], text: str, kind: str, base_url: str) -> str:
+    return json.dumps({"signoff": {"event_id": row["event_id"], "level": row["level"], "kind": kind,
+                                   "submitter": row["submitter"], "asked": row["asked"],
+                                   "sign_page": f"{base_url}/#signoff/{row['event_id']}"},
+                       "text": text}, ensure_ascii=False)
+
+
+def _to_signers(g: Gateway, row: dict[str, Any], principals: list[str], step: int) -> list[PlannedDelivery]:
+    out = []
+    contacts = g.runtime.policy.model.signoff.contacts
+    for p in principals:
+        addresses = contacts.get(p, ())
+        if not addresses:
+            log.warning("signer_unreachable", event_id=row["event_id"], signer=p,
+                        note="no contact for this principal in policy signoff.contacts")
+        for addr in addresses:
+            channel = "webhook" if addr.startswith(("http://", "https://")) else "sms"
+            if channel not in g.channels:
+                continue
+            text = _text(g, row, office=False, asked=[], url="{link}" if channel == "sms" else
+                         f"{g.base_url}/#signoff/{row['event_id']}")
+            payload = _payload(row, text, "sign_request", g.base_url) if channel == "webhook" else ""
+            out.append(_delivery(g, unit_id=f"signer:{p}", unit_name=p, address=addr, channel=channel, text=text,
+                                 payload=payload, cause=f"signoff:{row['event_id']}:{step}:{p}:{addr}"))
+    return out
+
+
+def _to_office(g: Gateway, row: dict[str, Any], asked: list[str], step: int) -> list[PlannedDelivery]:
+    out = []
+    for office in g.runtime.roster.units.values():
+        if "hq_office" not in office.roles:
+            continue
+        targets = [("webhook", c.address) for c in office.contacts if c.kind == "url"]
+        targets += [("sms", c.address) for c in office.contacts if c.kind == "mobile"][:1]
+        for channel, addr in targets:
+            if channel not in g.channels:
+                continue
+            text = _text(g, row, office=True, asked=asked, url="{link}" if channel == "sms" else
+                         f"{g.base_url}/#signoff/{row['event_id']}")
+            out.append(_delivery(g, unit_id=office.id, unit_name=office.name, address=addr, channel=channel,
+                                 text=text, payload=_payload(row, text, "unsigned", g.base_url)
+                                 if channel == "webhook" else "",
+                                 cause=f"signoff:{row['event_id']}:{step}:office:{addr}"))
+    return out
