@@ -117,7 +117,8 @@ class SignoffSpec(BaseModel):
     wait: dict[Level, str] = Field(default_factory=lambda: {Level.RED: "15m"})
     default_wait: str = "30m"
     expires: str = "6h"
-    # principal -> phone numbers of the person, for the sign request (when the roster has none)
+    # principal -> where the sign request goes: roster person ids (their mobile), E.164 numbers
+    # or webhook URLs; without an entry, the roster person whose id is the principal's name
     contacts: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @field_validator("default_wait", "expires")

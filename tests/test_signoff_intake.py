@@ -62,7 +62,7 @@ async def test_the_sign_link_opens_the_draft_and_never_signs(receiver: Receiver,
     d = await daemon_factory(webhook_config(receiver), _policy(receiver), signoff=True)
     await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "link-1"})
     await receiver.wait_for(lambda r: "/signer/deputy" in _paths(r), timeout=10)
-    status, ev = await d.call("GET", "/v1/events/link-1", token="reader")
+    _, ev = await d.call("GET", "/v1/events/link-1", token="reader")
     request = next(x for x in ev["deliveries"] if x["unit_id"] == "signer:deputy_commander")
     async with aiohttp.ClientSession() as s:
         token = await _link_token(d, request["id"])

@@ -14,9 +14,10 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from gateway.deliveries import new_delivery_id
 from gateway.flows.signoff import signers
 from gateway.logs import get as get_logger
-from gateway.planner import LINK_VALIDITY, endpoint_key, new_delivery_id
+from gateway.planner import LINK_VALIDITY
 from gateway.store.base import PlannedDelivery
 
 if TYPE_CHECKING:
@@ -70,14 +71,14 @@ def _text(g: Gateway, row: dict[str, Any], *, office: bool, asked: list[str], ur
 
 def _delivery(g: Gateway, *, unit_id: str, unit_name: str, address: str, channel: str, text: str,
               payload: str, cause: str) -> PlannedDelivery:
+    """An SMS gets the signed link to its own sign page; a call says the text without it."""
     did = new_delivery_id()
-    if channel == "sms" and g.links is not None and "{link}" in text:
+    if channel == "sms":
         text = text.replace("{link}", sign_url(g, did))
-    return PlannedDelivery(
-        id=did, unit_id=unit_id, unit_name=unit_name, channel=channel, address=address,
-        endpoint_key=endpoint_key(channel, address), text=text, payload=payload,
-        max_attempts=g.runtime.policy.max_attempts(channel), priority=0,
-        deadline=time.time() + g.runtime.policy.horizon.total_seconds(), cause_id=cause)
+    elif channel == "voice":
+        text = text.removeprefix(g.config.sms.signature).split("：http", 1)[0].replace("：{link}", "") + "。"
+    return g.runtime.deliveries.build(unit_id=unit_id, unit_name=unit_name, channel=channel, address=address,
+                                      text=text, payload=payload, priority=0, cause_id=cause, delivery_id=did)
 
 
 def sign_url(g: Gateway, delivery_id: str) -> str:
@@ -94,15 +95,14 @@ def _payload(row: dict[str, Any], text: str, kind: str, base_url: str) -> str:
 
 def _to_signers(g: Gateway, row: dict[str, Any], principals: list[str], step: int) -> list[PlannedDelivery]:
     out = []
-    contacts = g.runtime.policy.model.signoff.contacts
     for p in principals:
-        addresses = contacts.get(p, ())
+        addresses = signer_addresses(g, p)
         if not addresses:
             log.warning("signer_unreachable", event_id=row["event_id"], signer=p,
-                        note="no contact for this principal in policy signoff.contacts")
+                        note="no roster person and no policy signoff.contacts entry for this principal")
         for addr in addresses:
             channel = "webhook" if addr.startswith(("http://", "https://")) else "sms"
-            if channel not in g.channels:
+            if not g.runtime.deliveries.enabled(channel):
                 continue
             text = _text(g, row, office=False, asked=[], url="{link}" if channel == "sms" else
                          f"{g.base_url}/#signoff/{row['event_id']}")
@@ -112,17 +112,28 @@ def _to_signers(g: Gateway, row: dict[str, Any], principals: list[str], step: in
     return out
 
 
+def signer_addresses(g: Gateway, principal: str) -> list[str]:
+    """Where a signer is told: the policy's `signoff.contacts` entries for the principal (a roster
+    person's id, whose mobile is used, a phone number or a webhook URL), else the mobile of the
+    roster person whose id is the principal's name."""
+    persons = {p.id: p for u in g.runtime.roster.units.values() for p in u.persons}
+    out: list[str] = []
+    for entry in g.runtime.policy.model.signoff.contacts.get(principal, ()) or (principal,):
+        person = persons.get(entry)
+        if person is not None:
+            out += [person.mobile.address] if person.mobile is not None else []
+        elif entry.startswith(("http://", "https://", "+")):
+            out.append(entry)
+    return out
+
+
 def _to_office(g: Gateway, row: dict[str, Any], asked: list[str], step: int) -> list[PlannedDelivery]:
     out = []
     for office in g.runtime.roster.units.values():
         if "hq_office" not in office.roles:
             continue
-        targets = [("webhook", c.address) for c in office.contacts if c.kind == "url"]
-        targets += [("sms", c.address) for c in office.contacts if c.kind == "mobile"][:1]
-        for channel, addr in targets:
-            if channel not in g.channels:
-                continue
-            text = _text(g, row, office=True, asked=asked, url="{link}" if channel == "sms" else
+        for channel, addr in g.runtime.deliveries.office_targets(office):
+            text = _text(g, row, office=True, asked=asked, url="{link}" if channel != "webhook" else
                          f"{g.base_url}/#signoff/{row['event_id']}")
             out.append(_delivery(g, unit_id=office.id, unit_name=office.name, address=addr, channel=channel,
                                  text=text, payload=_payload(row, text, "unsigned", g.base_url)
