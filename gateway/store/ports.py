@@ -29,9 +29,9 @@ from gateway.store.records import (
     Outcome,
     PlannedAck,
     PlannedDelivery,
+    Released,
     ReportRequest,
     UnitReport,
-    Released,
 )
 
 
