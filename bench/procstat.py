@@ -44,6 +44,17 @@ def memory(pid: int) -> Memory:
     return Memory(rss_mb=values.get("VmRSS", 0.0), peak_rss_mb=values.get("VmHWM", 0.0))
 
 
+def reset_peak(pid: int) -> bool:
+    """Reset `pid`'s VmHWM to its current RSS (Linux: 5 > /proc/<pid>/clear_refs), so a later
+    VmHWM is the peak since now, not since start-up; False where the kernel does not allow it."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def fsync_ms(directory: str, n: int = 40) -> dict[str, float]:
     """p50 and p90 of `n` fsyncs of a 4 KiB append in `directory`, ms: what a durable commit
     waits for on this disk right now (it moves with other work on the machine).

@@ -9,7 +9,8 @@
   end, its peak (VmHWM), and each fan-out's POST -> 202. `memory_down`: the same to a closed
   local port (every attempt refused, then the circuit breaker: the retry path).
 - `big`: one event of 100,000 deliveries per repeat, each on a fresh daemon: POST -> 202, and
-  the daemon's peak RSS (VmHWM) right after the 202, i.e. while accepting it (issue 19 item 5).
+  the daemon's peak RSS (VmHWM, reset just before the POST) right after the 202, i.e. while
+  accepting it (issue 19 item 5); the start-up peak (loading the roster) separately.
 
 Slowness is keyed on the body (`"id":"<event id>"`, the receiver's tags), so the slow and the
 fast events use the very same endpoint URLs, i.e. the same origin and per-origin slots.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.cases import CONCURRENCY, Case
 from bench.children import BenchError
-from bench.procstat import cpu_seconds, memory
+from bench.procstat import cpu_seconds, memory, reset_peak
 from tests.support.daemon import TOKENS, Daemon
 
 if TYPE_CHECKING:
@@ -167,6 +168,9 @@ async def big_case(bench: Bench, d: Daemon, case: Case, repeats: int, result: di
         await bench.rx("reset", fail_rate=0, seed=r)
         await bench.rx("tag", post=True, name="big", match=_needle(event_id), slow=BIG_SLOW)
         idle, cpu0 = memory(pid), cpu_seconds(pid)
+        # VmHWM counts from start-up (loading a roster of 100,000 endpoints peaks too): reset
+        # it, so the peak read after the 202 is the one while accepting
+        reset = reset_peak(pid)
         t0 = time.monotonic()
         answer = await bench.post_event(d, event_id)
         accept = time.monotonic() - t0
@@ -177,6 +181,7 @@ async def big_case(bench: Bench, d: Daemon, case: Case, repeats: int, result: di
             "delivered": answer["deliveries"], "expected": case.deliveries, "accept_s": accept,
             "rss_idle_mb": idle.rss_mb, "rss_after_mb": after.rss_mb, "peak_rss_mb": after.peak_rss_mb,
             "peak_growth_mb": after.peak_rss_mb - idle.rss_mb, "accept_cpu_s": cpu,
+            "startup_peak_rss_mb": idle.peak_rss_mb, "peak_since_startup": not reset,
         })
     result["accept_target_s"], result["peak_target_mb"] = BIG_ACCEPT_TARGET_S, BIG_PEAK_TARGET_MB
 
