@@ -182,7 +182,8 @@ class SqliteStore(SqliteReports):
                 " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
                 " deadline, cause_id, level, event_status, accepted_at, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
+                # a generator, not a list: 100,000 rows of parameters held at once were ~20 MiB
+                (
                     (
                         d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address,
                         d.endpoint_key, d.text, d.payload, "held" if held else "pending", d.max_attempts, d.priority,
@@ -190,7 +191,7 @@ class SqliteStore(SqliteReports):
                         event.status, event.accepted_at, event.accepted_at,
                     )
                     for d in deliveries
-                ],
+                ),
             )
             c.executemany(
                 "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
