@@ -17,13 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element, ParseError
 
-import xmlschema
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from gateway.events import Level
+
+if TYPE_CHECKING:
+    import xmlschema
 
 __all__ = ["CAP_NS", "CAP_VERSIONS", "DSIG_NS", "CapAlert", "CapError", "CapInfo", "Reference", "cap_schema",
            "colour_level", "event_id_for", "parse_cap", "parse_xml", "read_alert", "validate"]
@@ -99,6 +102,8 @@ class CapAlert:
 @functools.cache
 def cap_schema(version: str = "1.2") -> xmlschema.XMLSchema:
     """The OASIS CAP schema of `version` shipped in gateway/schemas, built once per process (~0.2 s)."""
+    import xmlschema  # on first use: ~10 MiB that a daemon receiving no CAP never needs
+
     return xmlschema.XMLSchema(str(_SCHEMAS / f"CAP-v{version}.xsd"))
 
 

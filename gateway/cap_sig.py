@@ -17,19 +17,18 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from signxml.exceptions import InvalidInput, SignXMLException
-from signxml.verifier import SignatureConfiguration, XMLVerifier
+from typing import TYPE_CHECKING
 
 from gateway.cap import CapAlert, CapError
 from gateway.config import CapCfg
 
-__all__ = ["Signer", "check_signature", "load_certs"]
+if TYPE_CHECKING:
+    from cryptography import x509
 
-# the signature is a child of the root <alert>, with one reference (the whole document)
-_EXPECT = SignatureConfiguration(location="./", expect_references=1)
+# signxml, lxml and cryptography are imported on first use: ~15 MiB that a daemon receiving no
+# signed CAP never needs
+
+__all__ = ["Signer", "check_signature", "load_certs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +43,8 @@ class Signer:
 @functools.cache
 def _load(path: str, mtime_ns: int) -> tuple[x509.Certificate, ...]:
     del mtime_ns  # part of the cache key only: an edited file is read again
+    from cryptography import x509
+
     return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
 
 
@@ -79,10 +80,16 @@ def check_signature(raw: bytes, alert: CapAlert, cfg: CapCfg) -> Signer | None:
     except (OSError, ValueError) as exc:
         raise CapError(422, "bad_signature", f"the signature cannot be checked: trusted certificates unreadable "
                        f"({type(exc).__name__})", field="/alert/Signature") from exc
+    from cryptography.hazmat.primitives import hashes
+    from signxml.exceptions import InvalidInput, SignXMLException
+    from signxml.verifier import SignatureConfiguration, XMLVerifier
+
+    # the signature is a child of the root <alert>, with one reference (the whole document)
+    expect = SignatureConfiguration(location="./", expect_references=1)
     last = "no trusted certificate"
     for cert in certs:
         try:
-            result = XMLVerifier().verify(raw, x509_cert=cert, validate_schema=False, expect_config=_EXPECT)
+            result = XMLVerifier().verify(raw, x509_cert=cert, validate_schema=False, expect_config=expect)
         except (SignXMLException, InvalidInput, ValueError) as exc:
             last = f"{type(exc).__name__}: {exc}"[:200]
             continue
