@@ -21,11 +21,13 @@ from gateway.api.errors import error_middleware
 from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
 from gateway.config import Config
-from gateway.dispatcher import Dispatcher
+from gateway.dispatcher import ChannelSlot, Dispatcher
 from gateway.events import Event
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
+from gateway.flows.escalation import Escalation, escalation_loop
 from gateway.flows.fallback import Fallback
+from gateway.flows.receipts import ProviderReceipts, delivery_meta, receipt_rules, receipt_timeouts
 from gateway.metrics import Metrics
 from gateway.render import Renderer
 from gateway.reportlinks import ReportLinks
@@ -50,6 +52,8 @@ class Gateway:
         self.runner: web.AppRunner | None = None
         self.port = config.server.port
         self.base_url = config.base_url
+        self.channels: dict[str, ChannelSlot] = {}
+        self.dispatcher: Dispatcher  # built in start(), once the channels are
         self.extras: dict[str, Any] = {}  # sandbox handles etc., for the routes that need them
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -133,28 +137,31 @@ class Gateway:
         ack_secret = secret_file(cfg.data_dir, "ack.secret", "GATEWAY_ACK_SECRET")
         self.links = AckLinks(ack_secret, self.base_url)
         self.report_links = ReportLinks(ack_secret, self.base_url)
-        self.channels = await build_channels(self)
-        self.metrics.register_channels(self.channels.keys())
-        self.runtime = self.load_runtime()
+        # built before the channels, holding this very dict: a provider's receipts may arrive meanwhile
         self.fallback = Fallback(store=self.store, runtime=lambda: self.runtime, channels=self.channels,
                                  renderer=self.renderer, wake=lambda: self.dispatcher.wake())
+        self.receipts = ProviderReceipts(store=self.store, rules=receipt_rules(cfg), fallback=self.fallback,
+                                         metrics=self.metrics, wake=lambda: self.dispatcher.wake())
+        self.escalation = Escalation(store=self.store, runtime=lambda: self.runtime,
+                                     voice_text=self.fallback.voice_text, signature=cfg.sms.signature,
+                                     metrics=self.metrics, audit=self.audit, wake=lambda: self.dispatcher.wake())
+        self.channels.update(await build_channels(self))
+        self.metrics.register_channels(self.channels.keys())
+        self.runtime = self.load_runtime()
         d = cfg.dispatch
-        from gateway.flows.receipts import delivery_meta, on_delivery_failed, receipt_timeouts
-
+        base_url = self.base_url
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.metrics,
             backoff=Backoff(initial=d.backoff_initial, base=d.backoff_base, maximum=d.backoff_max),
             concurrency=d.concurrency, lease_for=d.lease_seconds,
-            meta=lambda item: delivery_meta(self, item),
-            on_failed=lambda item, exc: on_delivery_failed(self, item, exc),
+            meta=lambda item: delivery_meta(base_url, item),
+            on_failed=self.receipts.on_delivery_failed,
         )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
-        from gateway.flows.escalation import escalation_loop
-
         self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))
         if "sms" in self.channels or "voice" in self.channels:
-            self._tasks.append(asyncio.create_task(receipt_timeouts(self), name="receipt-timeouts"))
+            self._tasks.append(asyncio.create_task(receipt_timeouts(self.receipts), name="receipt-timeouts"))
         if cfg.intake.cap_feeds:
             self._tasks.append(asyncio.create_task(self._cap_feeds(), name="cap-feeds"))
         self.ready = True

@@ -12,7 +12,6 @@ from gateway.acklinks import BadLink
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.flows.acks import ACK_WORDS
-from gateway.flows.receipts import apply_receipt
 from gateway.logs import get as get_logger
 from gateway.providers.twilio.receipts import parse_status
 
@@ -49,7 +48,7 @@ async def signed_form(request: web.Request) -> dict[str, str]:
 @routes.post("/v1/callbacks/twilio/status")
 async def twilio_status(request: web.Request) -> web.Response:
     params = await signed_form(request)
-    outcome = await apply_receipt(gw(request), parse_status(params))
+    outcome = await gw(request).receipts.apply(parse_status(params))
     return json_response({"ok": True, "outcome": outcome})
 
 

@@ -12,12 +12,16 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import clock
 from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
+from gateway.flows.deps import AuditLog, Clock, RuntimeRef, Wake
 from gateway.logs import get as get_logger
+from gateway.metrics import Metrics
+from gateway.store.ports import Escalations, Events, FollowUps
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -30,90 +34,116 @@ def _after(step: dict[str, Any]) -> float:
     return parse_duration(step.get("after", "0m")).total_seconds()
 
 
-async def escalate_once(gw: Gateway, now: float | None = None) -> int:
-    """Take every due step; returns how many unit steps were taken."""
-    now = time.time() if now is None else now
-    rows = await gw.store.claim_escalations(now=now, limit=500, lease_for=LEASE)
-    notify: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    taken = 0
-    for row in rows:
-        steps = json.loads(row["escalation"]) if isinstance(row["escalation"], str) else row["escalation"]
-        step = row["escalation_step"]
-        if row["state"] in ("cancelled", "superseded") or step >= len(steps):
-            await gw.store.advance_escalation(row["event_id"], row["unit_id"], step=step, next_at=None)
-            continue
-        action = steps[step]["action"]
-        if action == "repeat_voice":
-            await _repeat_voice(gw, row, step)
-        else:
-            notify[(row["event_id"], step)].append(row)
-            continue  # advanced below, after the HQ office has its list
-        await _advance(gw, row, steps, step, action)
-        taken += 1
-    for (event_id, step), units in notify.items():
-        await _notify_hq_office(gw, event_id, step, units)
-        for row in units:
+class VoiceText(Protocol):
+    """The call's text for a delivery-like row (`gateway.flows.fallback.Fallback.voice_text`)."""
+
+    async def __call__(self, d: dict[str, Any]) -> str: ...
+
+
+class EscalationStore(Escalations, Events, FollowUps, Protocol):
+    """The store ports escalation uses: due rows, the event, follow-up deliveries."""
+
+
+class Escalation:
+    """Takes the policy's escalation steps for units that have not confirmed in time."""
+
+    def __init__(self, *, store: EscalationStore, runtime: RuntimeRef, voice_text: VoiceText, signature: str,
+                 metrics: Metrics, audit: AuditLog, wake: Wake, clock: Clock = time.time):
+        self._store = store
+        self._runtime = runtime
+        self._voice_text = voice_text
+        self._signature = signature
+        self._metrics = metrics
+        self._audit = audit
+        self._wake = wake
+        self._clock = clock
+
+    async def escalate_once(self, now: float | None = None) -> int:
+        """Take every due step; returns how many unit steps were taken.
+
+        Raises:
+            whatever the store raises (claimed rows are retaken once their lease ends).
+        """
+        now = self._clock() if now is None else now
+        rows = await self._store.claim_escalations(now=now, limit=500, lease_for=LEASE)
+        notify: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        taken = 0
+        for row in rows:
             steps = json.loads(row["escalation"]) if isinstance(row["escalation"], str) else row["escalation"]
-            await _advance(gw, row, steps, step, "notify_hq_office")
+            step = row["escalation_step"]
+            if row["state"] in ("cancelled", "superseded") or step >= len(steps):
+                await self._store.advance_escalation(row["event_id"], row["unit_id"], step=step, next_at=None)
+                continue
+            action = steps[step]["action"]
+            if action == "repeat_voice":
+                await self._repeat_voice(row, step)
+            else:
+                notify[(row["event_id"], step)].append(row)
+                continue  # advanced below, after the HQ office has its list
+            await self._advance(row, steps, step, action)
             taken += 1
-    return taken
+        for (event_id, step), units in notify.items():
+            await self._notify_hq_office(event_id, step, units)
+            for row in units:
+                steps = json.loads(row["escalation"]) if isinstance(row["escalation"], str) else row["escalation"]
+                await self._advance(row, steps, step, "notify_hq_office")
+                taken += 1
+        return taken
 
+    async def _advance(self, row: dict[str, Any], steps: list[dict[str, Any]], step: int, action: str) -> None:
+        nxt = row["deadline"] + _after(steps[step + 1]) if step + 1 < len(steps) else None
+        if await self._store.advance_escalation(row["event_id"], row["unit_id"], step=step, next_at=nxt):
+            self._metrics.escalations.labels(row["level"] or "none", action).inc()
+            await self._audit("escalator", "escalation_step", f"{row['event_id']}/{row['unit_id']}",
+                              {"step": step, "action": action})
+            log.info("escalation_step_taken", event_id=row["event_id"], unit_id=row["unit_id"], step=step,
+                     action=action)
 
-async def _advance(gw: Gateway, row: dict[str, Any], steps: list[dict[str, Any]], step: int, action: str) -> None:
-    nxt = row["deadline"] + _after(steps[step + 1]) if step + 1 < len(steps) else None
-    if await gw.store.advance_escalation(row["event_id"], row["unit_id"], step=step, next_at=nxt):
-        gw.metrics.escalations.labels(row["level"] or "none", action).inc()
-        await gw.audit("escalator", "escalation_step", f"{row['event_id']}/{row['unit_id']}",
-                       {"step": step, "action": action})
-        log.info("escalation_step_taken", event_id=row["event_id"], unit_id=row["unit_id"], step=step, action=action)
+    async def _repeat_voice(self, row: dict[str, Any], step: int) -> None:
+        rt = self._runtime()
+        unit = rt.roster.units.get(row["unit_id"])
+        factory = rt.deliveries
+        phone = factory.repeat_voice(unit) if unit is not None else None
+        if phone is None:
+            return
+        d = {"event_id": row["event_id"], "unit_id": row["unit_id"], "unit_name": row["unit_name"],
+             "accepted_at": 0.0}
+        view = await self._store.get_event(row["event_id"])
+        d["accepted_at"] = _epoch(view["accepted_at"])
+        text = await self._voice_text(d)
+        planned = factory.build(unit_id=row["unit_id"], unit_name=row["unit_name"], channel="voice", address=phone,
+                                text=text, cause_id=escalation_cause(row["event_id"], row["unit_id"], step))
+        if await self._store.add_deliveries(row["event_id"], [planned], now=self._clock()):
+            self._wake()
 
-
-async def _repeat_voice(gw: Gateway, row: dict[str, Any], step: int) -> None:
-    unit = gw.runtime.roster.units.get(row["unit_id"])
-    factory = gw.runtime.deliveries
-    phone = factory.repeat_voice(unit) if unit is not None else None
-    if phone is None:
-        return
-    d = {"event_id": row["event_id"], "unit_id": row["unit_id"], "unit_name": row["unit_name"],
-         "accepted_at": 0.0}
-    view = await gw.store.get_event(row["event_id"])
-    d["accepted_at"] = _epoch(view["accepted_at"])
-    text = await gw.fallback.voice_text(d)
-    planned = factory.build(unit_id=row["unit_id"], unit_name=row["unit_name"], channel="voice", address=phone,
-                            text=text, cause_id=escalation_cause(row["event_id"], row["unit_id"], step))
-    if await gw.store.add_deliveries(row["event_id"], [planned], now=time.time()):
-        gw.dispatcher.wake()
-
-
-async def _notify_hq_office(gw: Gateway, event_id: str, step: int, units: list[dict[str, Any]]) -> None:
-    names = [u["unit_name"] for u in units]
-    level = units[0]["level"]
-    drill = "【演练】" if units[0]["status"] == "exercise" else "【测试】" if units[0]["status"] == "test" else ""
-    text = (f"{gw.config.sms.signature}{drill}以下{len(names)}个单位未按时签收"
-            f"{_LEVEL.get(level or '', '')}预警通知：{'、'.join(names)}。请督促落实。")
-    payload = json.dumps({"escalation": {"event_id": event_id, "step": step, "unconfirmed": [
-        {"id": u["unit_id"], "name": u["unit_name"]} for u in units]}, "text": text}, ensure_ascii=False)
-    factory = gw.runtime.deliveries
-    unit_ids = [u["unit_id"] for u in units]
-    planned = [
-        factory.build(unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
-                      text=text.removeprefix(gw.config.sms.signature) if ch == "voice" else text,
-                      payload=payload if ch == "webhook" else "",
-                      cause_id=notify_cause(event_id, step, unit_ids, ch, addr))
-        for office in gw.runtime.roster.units.values() if "hq_office" in office.roles
-        for ch, addr in factory.office_targets(office)
-    ]
-    if planned and await gw.store.add_deliveries(event_id, planned, now=time.time()):
-        gw.dispatcher.wake()
-        log.info("hq_office_notified", event_id=event_id, step=step, unconfirmed=len(units))
+    async def _notify_hq_office(self, event_id: str, step: int, units: list[dict[str, Any]]) -> None:
+        names = [u["unit_name"] for u in units]
+        level = units[0]["level"]
+        drill = "【演练】" if units[0]["status"] == "exercise" else "【测试】" if units[0]["status"] == "test" else ""
+        text = (f"{self._signature}{drill}以下{len(names)}个单位未按时签收"
+                f"{_LEVEL.get(level or '', '')}预警通知：{'、'.join(names)}。请督促落实。")
+        payload = json.dumps({"escalation": {"event_id": event_id, "step": step, "unconfirmed": [
+            {"id": u["unit_id"], "name": u["unit_name"]} for u in units]}, "text": text}, ensure_ascii=False)
+        rt = self._runtime()
+        factory = rt.deliveries
+        unit_ids = [u["unit_id"] for u in units]
+        planned = [
+            factory.build(unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
+                          text=text.removeprefix(self._signature) if ch == "voice" else text,
+                          payload=payload if ch == "webhook" else "",
+                          cause_id=notify_cause(event_id, step, unit_ids, ch, addr))
+            for office in rt.roster.units.values() if "hq_office" in office.roles
+            for ch, addr in factory.office_targets(office)
+        ]
+        if planned and await self._store.add_deliveries(event_id, planned, now=self._clock()):
+            self._wake()
+            log.info("hq_office_notified", event_id=event_id, step=step, unconfirmed=len(units))
 
 
 _LEVEL = {"yellow": "黄色", "orange": "橙色", "red": "红色", "blue": "蓝色"}
 
 
 def _epoch(rfc3339: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
@@ -127,7 +157,7 @@ async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
     last_reminders = 0.0
     while True:
         try:
-            await escalate_once(gw)
+            await gw.escalation.escalate_once()
             if time.monotonic() - last_reminders >= gw.config.dispatch.reminder_check_seconds:
                 last_reminders = time.monotonic()
                 await remind_once(gw, clock.now())

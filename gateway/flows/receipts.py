@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.base import DeliveryError
 from gateway.config import Config
+from gateway.flows.deps import Clock, Wake
 from gateway.logs import get as get_logger
+from gateway.metrics import Metrics
 from gateway.store.base import OutboxItem
-
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+from gateway.store.ports import Receipts
 
 log = get_logger("gateway.receipts")
 
@@ -63,6 +63,10 @@ class Receipt:
         return self.ref or (f"{self.provider}:{self.out_id}" if self.out_id else "?")
 
 
+class ReceiptStore(Receipts, Protocol):
+    """The store port receipts use: find a delivery, move it, log the receipt, list stale ones."""
+
+
 # (channel, delivery id, ok): a final outcome, for a failover channel's slow-receipt rule
 Resolved = Callable[[str, str, bool], None]
 
@@ -82,106 +86,138 @@ def receipt_rules(config: Config) -> ReceiptRules:
     return ReceiptRules(receipt_timeout=tw.receipt_timeout, voice_retry_interval=tw.voice_retry_interval)
 
 
-def delivery_meta(gw: Gateway, item: OutboxItem) -> Mapping[str, str]:
+def delivery_meta(base_url: str, item: OutboxItem) -> Mapping[str, str]:
+    """What a channel needs besides the message: our delivery id, and the callback URLs."""
     if item.channel == "webhook":
         if item.payload.startswith("<?xml"):  # rendered for a `format: cap` endpoint
             return {"delivery_id": item.id, "content_type": "application/cap+xml"}
         return {"delivery_id": item.id}
-    base = gw.base_url
     return {
         "delivery_id": item.id,
-        "status_callback": f"{base}/v1/callbacks/twilio/status",
-        "gather_action": f"{base}/v1/callbacks/twilio/voice/{item.id}",
+        "status_callback": f"{base_url}/v1/callbacks/twilio/status",
+        "gather_action": f"{base_url}/v1/callbacks/twilio/voice/{item.id}",
     }
 
 
-async def find_delivery(gw: Gateway, r: Receipt, wait: float = 3.0) -> dict[str, Any] | None:
-    """The delivery a receipt is about: by provider reference, else by our id when the delivery
-    was sent (an attempt we do not know of otherwise). A callback can overtake our own commit of
-    the provider's answer, so wait briefly for it to appear."""
-    deadline = time.monotonic() + wait
-    while True:
-        d = await gw.store.delivery(provider_ref=r.ref) if r.ref else None
-        if d is None and r.out_id.startswith("dl_"):
-            d = await gw.store.delivery(delivery_id=r.out_id)
-            if d is not None and d["status"] not in ("sent", "delivered", "failed"):
-                d = None  # not sent yet (or retrying): this receipt is for an attempt we don't know
-        if d is not None or time.monotonic() >= deadline:
-            return d
-        await asyncio.sleep(0.05)
+class FollowUp(Protocol):
+    """Replaces a failed SMS or call (`gateway.flows.fallback.Fallback`)."""
+
+    async def __call__(self, d: dict[str, Any], *, cause: str) -> str | None: ...
 
 
-async def apply_receipt(gw: Gateway, r: Receipt, *, resolved: Resolved | None = None) -> str:
-    """Apply one receipt; returns delivered / failed / retry / ignored / stale / unmatched.
-    Only a delivery in `sent` moves, so replays and late receipts change nothing. `resolved`
-    hears each final outcome (and a call placed but unanswered, which says the provider works)."""
-    now = time.time()
-    d = await find_delivery(gw, r) if r.ref or r.out_id else None
-    if d is None or (r.channel is not None and d["channel"] != r.channel):
-        await gw.store.log_receipt(r.log_ref, r.status, r.code, now, applied=False)
-        log.warning("receipt_unmatched", provider=r.provider, provider_ref=r.log_ref, status=r.status,
-                    channel=r.channel)
-        return "unmatched"
-    outcome = await _apply(gw, d, r, now, resolved)
-    await gw.store.log_receipt(r.log_ref, r.status, r.code, now, applied=outcome not in ("ignored", "stale"))
-    return outcome
+class ProviderReceipts:
+    """Applies receipts and follows up deliveries whose receipt never came."""
 
+    def __init__(self, *, store: ReceiptStore, rules: ReceiptRules, fallback: FollowUp, metrics: Metrics,
+                 wake: Wake, clock: Clock = time.time):
+        self._store = store
+        self.rules = rules
+        self._fallback = fallback
+        self._metrics = metrics
+        self._wake = wake
+        self._clock = clock
 
-async def _apply(gw: Gateway, d: dict[str, Any], r: Receipt, now: float, resolved: Resolved | None) -> str:
-    ch = d["channel"]
-    bound = log.bind(event_id=d["event_id"], delivery_id=d["id"], unit_id=d["unit_id"], channel=ch,
-                     attempt=d["attempts"], provider=r.provider, provider_status=r.status, code=r.code)
-    if r.outcome is Outcome.PROGRESS:
-        return "ignored"
-    if r.outcome is Outcome.UNANSWERED and d["attempts"] < d["max_attempts"]:
-        retry_in = receipt_rules(gw.config).voice_retry_interval
-        if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=now,
-                                         reason="other", error=r.retry_detail, next_at=now + retry_in):
+    async def find_delivery(self, r: Receipt, wait: float = 3.0) -> dict[str, Any] | None:
+        """The delivery a receipt is about: by provider reference, else by our id when the delivery
+        was sent (an attempt we do not know of otherwise). A callback can overtake our own commit of
+        the provider's answer, so wait briefly for it to appear."""
+        deadline = time.monotonic() + wait
+        while True:
+            d = await self._store.delivery(provider_ref=r.ref) if r.ref else None
+            if d is None and r.out_id.startswith("dl_"):
+                d = await self._store.delivery(delivery_id=r.out_id)
+                if d is not None and d["status"] not in ("sent", "delivered", "failed"):
+                    d = None  # not sent yet (or retrying): this receipt is for an attempt we don't know
+            if d is not None or time.monotonic() >= deadline:
+                return d
+            await asyncio.sleep(0.05)
+
+    async def apply(self, r: Receipt, *, resolved: Resolved | None = None) -> str:
+        """Apply one receipt; returns delivered / failed / retry / ignored / stale / unmatched.
+        Only a delivery in `sent` moves, so replays and late receipts change nothing. `resolved`
+        hears each final outcome (and a call placed but unanswered, which says the provider works).
+
+        Raises:
+            whatever the store raises (the receipt is then not applied; the provider retries).
+        """
+        now = self._clock()
+        d = await self.find_delivery(r) if r.ref or r.out_id else None
+        if d is None or (r.channel is not None and d["channel"] != r.channel):
+            await self._store.log_receipt(r.log_ref, r.status, r.code, now, applied=False)
+            log.warning("receipt_unmatched", provider=r.provider, provider_ref=r.log_ref, status=r.status,
+                        channel=r.channel)
+            return "unmatched"
+        outcome = await self._apply(d, r, now, resolved)
+        await self._store.log_receipt(r.log_ref, r.status, r.code, now, applied=outcome not in ("ignored", "stale"))
+        return outcome
+
+    async def _apply(self, d: dict[str, Any], r: Receipt, now: float, resolved: Resolved | None) -> str:
+        ch = d["channel"]
+        bound = log.bind(event_id=d["event_id"], delivery_id=d["id"], unit_id=d["unit_id"], channel=ch,
+                         attempt=d["attempts"], provider=r.provider, provider_status=r.status, code=r.code)
+        if r.outcome is Outcome.PROGRESS:
+            return "ignored"
+        if r.outcome is Outcome.UNANSWERED and d["attempts"] < d["max_attempts"]:
+            retry_in = self.rules.voice_retry_interval
+            if not await self._store.transition(d["id"], from_statuses=("sent",), to_status="pending", at=now,
+                                                reason="other", error=r.retry_detail, next_at=now + retry_in):
+                return "stale"
+            if resolved is not None:  # the provider placed the call: an unanswered phone says nothing of its health
+                resolved(ch, d["id"], True)
+            self._wake()
+            bound.warning("call_unanswered_retrying", retry_in=retry_in)
+            return "retry"
+        ok = r.outcome is Outcome.DELIVERED
+        status = "delivered" if ok else "failed"
+        if not await self._store.transition(d["id"], from_statuses=("sent",), to_status=status, at=now,
+                                            reason=None if ok else r.reason, error=None if ok else r.detail):
             return "stale"
-        if resolved is not None:  # the provider placed the call: an unanswered phone says nothing of its health
-            resolved(ch, d["id"], True)
-        gw.dispatcher.wake()
-        bound.warning("call_unanswered_retrying", retry_in=retry_in)
-        return "retry"
-    ok = r.outcome is Outcome.DELIVERED
-    status = "delivered" if ok else "failed"
-    if not await gw.store.transition(d["id"], from_statuses=("sent",), to_status=status, at=now,
-                                     reason=None if ok else r.reason, error=None if ok else r.detail):
-        return "stale"
-    if resolved is not None:
-        resolved(ch, d["id"], ok)
-    gw.metrics.deliveries.labels(ch, status).inc()
-    if ok:
-        bound.info("delivery_receipt_delivered")
-        return "delivered"
-    bound.warning("delivery_receipt_failed", detail=r.detail)
-    await gw.fallback(d, cause=f"{r.provider} {r.detail}")
-    return "failed"
+        if resolved is not None:
+            resolved(ch, d["id"], ok)
+        self._metrics.deliveries.labels(ch, status).inc()
+        if ok:
+            bound.info("delivery_receipt_delivered")
+            return "delivered"
+        bound.warning("delivery_receipt_failed", detail=r.detail)
+        await self._fallback(d, cause=f"{r.provider} {r.detail}")
+        return "failed"
+
+    async def on_delivery_failed(self, item: OutboxItem, exc: DeliveryError) -> None:
+        """The dispatcher gave up on a delivery: SMS and voice fall back like failed receipts."""
+        if item.channel in ("sms", "voice"):
+            d = await self._store.delivery(delivery_id=item.id)
+            if d is not None:
+                await self._fallback(d, cause=exc.detail)
+
+    @property
+    def timeout_interval(self) -> float:
+        """How often `follow_up_stale` runs: a quarter of the receipt timeout, within 0.2–5 s."""
+        return min(5.0, max(0.2, self.rules.receipt_timeout / 4))
+
+    async def follow_up_stale(self) -> None:
+        """Follow up deliveries stuck in `sent`: an SMS without a receipt gets a voice call; a call
+        without a final status is failed and the next number tried.
+
+        Raises:
+            whatever the store raises (the next round tries again).
+        """
+        timeout = self.rules.receipt_timeout
+        for d in await self._store.stale_sent(before=self._clock() - timeout, limit=200):
+            if d["channel"] == "voice":
+                await self._store.transition(d["id"], from_statuses=("sent",), to_status="failed", at=self._clock(),
+                                             reason="timeout", error=f"no call result within {timeout:.0f}s")
+                self._metrics.deliveries.labels("voice", "failed").inc()
+            if d["channel"] in ("sms", "voice"):
+                full = await self._store.delivery(delivery_id=d["id"])
+                if full is not None:
+                    await self._fallback(full, cause=f"no receipt within {timeout:.0f}s")
 
 
-async def on_delivery_failed(gw: Gateway, item: OutboxItem, exc: DeliveryError) -> None:
-    """The dispatcher gave up on a delivery: SMS and voice fall back like failed receipts."""
-    if item.channel in ("sms", "voice"):
-        d = await gw.store.delivery(delivery_id=item.id)
-        if d is not None:
-            await gw.fallback(d, cause=exc.detail)
-
-
-async def receipt_timeouts(gw: Gateway) -> None:
-    """Periodically follow up deliveries stuck in `sent`: an SMS without a receipt gets a
-    voice call; a call without a final status is failed and the next number tried."""
+async def receipt_timeouts(receipts: ProviderReceipts) -> None:
+    """Periodically follow up deliveries stuck in `sent` (`ProviderReceipts.follow_up_stale`)."""
     while True:
-        timeout = receipt_rules(gw.config).receipt_timeout
         try:
-            for d in await gw.store.stale_sent(before=time.time() - timeout, limit=200):
-                if d["channel"] == "voice":
-                    await gw.store.transition(d["id"], from_statuses=("sent",), to_status="failed", at=time.time(),
-                                              reason="timeout", error=f"no call result within {timeout:.0f}s")
-                    gw.metrics.deliveries.labels("voice", "failed").inc()
-                if d["channel"] in ("sms", "voice"):
-                    full = await gw.store.delivery(delivery_id=d["id"])
-                    if full is not None:
-                        await gw.fallback(full, cause=f"no receipt within {timeout:.0f}s")
+            await receipts.follow_up_stale()
         except Exception:
             log.exception("receipt_timeout_check_failed")
-        await asyncio.sleep(min(5.0, max(0.2, timeout / 4)))
+        await asyncio.sleep(receipts.timeout_interval)

@@ -20,7 +20,7 @@ from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
 from gateway.dispatch.failover import provider_of
-from gateway.flows.receipts import Outcome, Receipt, apply_receipt
+from gateway.flows.receipts import Outcome, Receipt
 from gateway.logs import get as get_logger
 
 if TYPE_CHECKING:
@@ -99,11 +99,11 @@ class AliyunReceipts:
         receipt = sms_receipt(r)
         if receipt is None:
             return "pending"
-        return await apply_receipt(self.gw, receipt, resolved=self._resolved)
+        return await self.gw.receipts.apply(receipt, resolved=self._resolved)
 
     async def apply_call(self, r: CallReceipt) -> str:
         """Apply one call record; busy / no-answer are retried while attempts remain."""
-        return await apply_receipt(self.gw, call_receipt(r), resolved=self._resolved)
+        return await self.gw.receipts.apply(call_receipt(r), resolved=self._resolved)
 
     def _resolved(self, kind: str, delivery_id: str, ok: bool) -> None:
         p = self._pending.pop(f"{kind}/{delivery_id}", None)
