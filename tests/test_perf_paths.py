@@ -74,3 +74,17 @@ async def test_an_old_sqlite_file_gets_the_partial_indexes(tmp_path: Path) -> No
     plan = " ".join(str(r) for r in c.execute("EXPLAIN QUERY PLAN " + query, ("+8613800000000",)))
     assert "deliveries_voice_address" in plan, plan
     c.close()
+
+
+def test_the_roster_version_of_extra_contacts_is_the_digest_of_the_whole_document() -> None:
+    import hashlib
+    import json
+
+    from contacts.model import Contact, _extended_version
+
+    extra = {"zezhou_b": [Contact("mobile", "+8613800000000", "13800000000", "值班")],
+             "*": [Contact("url", f"http://127.0.0.1:9/hook/{i}", "raw", "webhook", "json") for i in range(50)]
+             + [Contact("url", 'http://é/"x', "r", "", "cap")], "a单位": []}
+    document = json.dumps({k: [c.to_json() for c in v] for k, v in extra.items()}, sort_keys=True, ensure_ascii=False)
+    assert _extended_version("v1", extra) == hashlib.sha256(f"v1\n{document}".encode()).hexdigest()
+    assert _extended_version("v1", {}) == hashlib.sha256(b"v1\n{}").hexdigest()
