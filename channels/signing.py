@@ -59,6 +59,24 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return _sign_with_key(secret_key(secret), msg_id, timestamp, body)
 
 
+class Signer:
+    """Signs with one secret: the key is decoded and its HMAC state (the keyed pads) built once,
+    then copied per message; `sign` per message redid both (about half of its cost)."""
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, secret: str) -> None:
+        """Raises ValueError: the secret is malformed."""
+        self._mac = hmac.new(secret_key(secret), digestmod=hashlib.sha256)
+
+    def sign(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The `webhook-signature` header value, as `sign(secret, msg_id, timestamp, body)`."""
+        mac = self._mac.copy()
+        mac.update(f"{msg_id}.{timestamp}.".encode())
+        mac.update(body)
+        return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
 def _sign_with_key(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     content = f"{msg_id}.{timestamp}.".encode() + body
     mac = hmac.new(key, content, hashlib.sha256).digest()

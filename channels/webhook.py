@@ -33,7 +33,7 @@ from channels.base import (
     SendResult,
     Transient,
 )
-from channels.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
+from channels.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, Signer
 
 # Headers a receiver may use to name its own record of the delivery; the first one present
 # becomes SendResult.provider_ref (bounded so a hostile receiver cannot bloat our rows).
@@ -143,14 +143,13 @@ class WebhookChannel:
         Raises:
             ValueError: the secret is malformed, or a limit is out of range.
         """
-        secret_key(secret)  # fail at start-up, not on the first emergency
+        self._signer = Signer(secret)  # a bad secret fails at start-up, not on the first emergency
         if per_endpoint_concurrency < 1:
             raise ValueError("per_endpoint_concurrency must be at least 1")
         if breaker_threshold < 1:
             raise ValueError("breaker_threshold must be at least 1")
         if breaker_cooldown < 0:
             raise ValueError("breaker_cooldown must not be negative")
-        self._secret = secret
         self._concurrency = per_endpoint_concurrency
         self._user_agent = user_agent
         self._breaker = _Breaker(breaker_threshold, breaker_cooldown, clock)
@@ -243,7 +242,7 @@ class WebhookChannel:
         return {
             ID_HEADER: key,
             TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(self._secret, key, timestamp, body),
+            SIGNATURE_HEADER: self._signer.sign(key, timestamp, body),
             "content-type": content_type,
             "user-agent": self._user_agent,
         }

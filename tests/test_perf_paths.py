@@ -88,3 +88,15 @@ def test_the_roster_version_of_extra_contacts_is_the_digest_of_the_whole_documen
     document = json.dumps({k: [c.to_json() for c in v] for k, v in extra.items()}, sort_keys=True, ensure_ascii=False)
     assert _extended_version("v1", extra) == hashlib.sha256(f"v1\n{document}".encode()).hexdigest()
     assert _extended_version("v1", {}) == hashlib.sha256(b"v1\n{}").hexdigest()
+
+
+def test_a_signer_signs_as_sign_does_and_verifies() -> None:
+    from channels.signing import Signer, generate_secret, sign, verify
+
+    secret = generate_secret()
+    signer = Signer(secret)
+    cases = (("dl_1", 1_700_000_000, b"{}"), ("dl_" + "f" * 20, 0, "预警".encode() * 300), ("m", 5, b""))
+    for msg_id, ts, body in cases:
+        header = signer.sign(msg_id, ts, body)
+        assert header == sign(secret, msg_id, ts, body)
+        verify(secret, {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": header}, body, now=ts)
