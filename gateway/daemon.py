@@ -27,8 +27,9 @@ from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation, escalation_loop
 from gateway.flows.fallback import Fallback
-from gateway.flows.receipts import ProviderReceipts, delivery_meta, receipt_rules, receipt_timeouts
+from gateway.flows.receipts import ProviderReceipts, receipt_rules, receipt_timeouts
 from gateway.metrics import Metrics
+from gateway.providers.registry import delivery_meta
 from gateway.render import Renderer
 from gateway.reportlinks import ReportLinks
 from gateway.retry import Backoff
