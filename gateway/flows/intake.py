@@ -73,6 +73,8 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     }
     if held:
         answer["state"] = "pending_signoff"
+    elif hold is not None:  # released by its source: the status report follows the first ack window
+        hold["next_notify_at"] = min((a.deadline for a in plan.acks if a.required and a.deadline), default=None)
     if plan.warnings or warnings:
         answer["warnings"] = warnings + plan.warnings
     if origin:
