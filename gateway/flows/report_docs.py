@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 TYPE_NAMES = {"warning.issued": "发布", "warning.upgraded": "升级", "warning.downgraded": "降级",
               "warning.extended": "延长", "warning.lifted": "解除", "report.requested": "报送通知"}
-AUDIT_NAMES = {"event_drafted": "起草", "event_signed": "签发", "draft_signed": "签发", "draft_created": "起草",
+AUDIT_NAMES = {"event_signed": "签发", "event_rejected": "签发驳回", "signoff_expired": "签发过期",
                "event_cancelled": "撤销", "public_message_requested": "公众信息申请",
                "public_message_approved": "公众信息批准", "public_message_rejected": "公众信息驳回"}
 
