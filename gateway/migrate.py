@@ -4,8 +4,8 @@
     gateway migrate --from sqlite:///var/gateway.db --to postgresql://host/db
 
 The copy runs in one PostgreSQL transaction into an empty database: events, deliveries,
-unit_acks, ack_log, receipts, public_messages and the audit chain, rows and sequence numbers
-intact. The chain is verified (every hash recomputed, every link checked) before the commit.
+unit_acks, ack_log, receipts, public_messages, report requests and reports, and the audit chain,
+rows and sequence numbers intact. The chain is verified (every hash recomputed, every link checked) before the commit.
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ TABLES: dict[str, str] = {
     "ack_log": "seq",
     "receipts": "seq",
     "public_messages": "rowid",
+    "report_requests": "rowid",
+    "unit_reports": "rowid",
     "audit": "seq",
 }
+# tables a store made by an older gateway may lack (nothing to copy then)
+_OPTIONAL = frozenset({"report_requests", "unit_reports"})
 # Identity columns to move past the copied rows, so the next insert does not collide.
 _IDENTITIES = ("events", "deliveries", "unit_acks", "ack_log", "receipts")
 _BATCH = 5000
@@ -122,6 +126,9 @@ async def copy_store(src_url: str, dst_url: str) -> CopyReport:
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM audit)"):
                 raise MigrateError("the target database already holds events or audit records; refusing to merge")
             for table, order in TABLES.items():
+                if table in _OPTIONAL and src.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                                      (table,)).fetchone() is None:
+                    continue
                 report.rows[table] = await _copy_table(src, conn, table, order)
             for table in _IDENTITIES:
                 await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'),"
