@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 SCOPES = frozenset({"events:write", "events:read", "events:sign", "public:request", "public:approve", "acks:write",
-                    "reports:write", "admin"})
+                    "reports:write", "roster:write", "admin"})
 # decisions of an HQ leader: `admin` does not imply them, each needs its own token scope
 LEADER_SCOPES = frozenset({"public:approve", "events:sign"})
 

@@ -39,11 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir")
     chk = sub.add_parser("check-config", help="validate config, roster and policy")
     _common(chk)
-    ros = sub.add_parser("roster", help="print the resolved roster")
+    ros = sub.add_parser("roster", help="the directory: show it, import the office's sheet, export it")
     _common(ros)
-    ros.add_argument("--json", action="store_true")
-    ros.add_argument("--role")
-    ros.add_argument("--group")
+    from gateway.cli_roster import add_arguments
+
+    add_arguments(ros)
     snd = sub.add_parser("send", help="post an event to a running daemon")
     _common(snd)
     snd.add_argument("--url", default=os.environ.get("GATEWAY_URL"), help="daemon URL (default from config)")
@@ -164,27 +164,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_roster(args: argparse.Namespace) -> int:
-    from contacts.loader import load_roster
-    from contacts.model import RosterError
+    from gateway.cli_roster import run
 
-    cfg = _load(args)
-    try:
-        roster = load_roster(cfg.roster.path)
-    except RosterError as exc:
-        for m in exc.messages:
-            print(f"error: {m}", file=sys.stderr)
-        return 1
-    units = [u for u in roster.units.values()
-             if (not args.role or args.role in u.roles) and (not args.group or args.group in u.groups)]
-    if args.json:
-        data = [u.to_json() for u in units]
-        print(json.dumps(data, ensure_ascii=False, indent=2))
-        return 0
-    for u in units:
-        nums = ", ".join(f"{c.raw or c.address} ({c.kind})" for c in u.contacts)
-        print(f"{u.id:40} {u.name}  [{', '.join(u.roles)}]  {nums}")
-    print(f"{len(units)} units", file=sys.stderr)
-    return 0
+    return run(_load(args), args)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

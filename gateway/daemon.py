@@ -10,7 +10,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,9 +27,10 @@ from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation, escalation_loop
 from gateway.flows.fallback import Fallback
-from gateway.flows.receipts import ProviderReceipts, receipt_rules, receipt_timeouts
+from gateway.flows.people import PersonNotices, list_links
+from gateway.flows.receipts import ProviderReceipts, delivery_meta, receipt_rules, receipt_timeouts
 from gateway.metrics import Metrics
-from gateway.providers.registry import delivery_meta
+from gateway.policy import Policy, load_policy
 from gateway.render import Renderer
 from gateway.reportlinks import ReportLinks
 from gateway.retry import Backoff
@@ -38,10 +39,16 @@ from gateway.store.base import Store
 from gateway.store.factory import make_store
 from gateway.wiring import build_channels
 
+if TYPE_CHECKING:
+    from contacts.model import Roster
+    from gateway.flows.directory import Directory
+
 log = logs.get("gateway")
 
 
 class Gateway:
+    runtime: Runtime
+
     def __init__(self, config: Config):
         self.config = config
         self.metrics = Metrics()
@@ -61,26 +68,60 @@ class Gateway:
         self.started_at = time.time()
 
     # ---- configuration
-    def load_runtime(self) -> Runtime:
-        """Load roster and policy and check they fit together.
+    def load_runtime(self, directory: Directory | None = None, *, roster: Roster | None = None,
+                     policy: Policy | None = None) -> Runtime:
+        """Load roster and policy and check they fit together. The roster is the directory's (from
+        the store, see gateway/flows/directory.py), else `roster`, else the configured file's.
 
         Raises:
             contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
         """
+        directory = directory or self.extras.get("directory")
         return load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
-                            channels=self.channels.keys(), links=self.links, report_links=self.report_links)
+                            channels=self.channels.keys(), links=self.links, report_links=self.report_links,
+                            roster=directory.roster if directory is not None else roster, policy=policy)
+
+    def check_roster(self, roster: Roster, policy: Policy | None = None) -> list[str]:
+        """Why `roster` could not be put in force with the running (or the given) policy and
+        the configured extra contacts; empty when it can."""
+        try:
+            load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
+                         channels=self.channels.keys(), links=self.links, report_links=self.report_links,
+                         roster=roster, policy=policy or self.runtime.policy)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
+
+    def apply_directory(self, directory: Directory) -> None:
+        """Put a new revision of the directory in force with the running policy.
+
+        Raises:
+            ValueError: it does not fit the policy or the extra contacts.
+        """
+        self.runtime = self.load_runtime(directory, policy=self.runtime.policy)
+        self.extras["directory"] = directory
 
     def reload(self) -> bool:
-        """SIGHUP: swap roster and policy atomically, or keep the old ones."""
+        """SIGHUP: swap roster and policy atomically, or keep the old ones (in a task: the
+        directory is read from the store, where the configured file is seeded again while the
+        office has not imported one)."""
+        self._tasks.append(asyncio.create_task(self._reload(), name="reload"))
+        return True
+
+    async def _reload(self) -> None:
+        from gateway.flows import directory
+
         try:
-            rt = self.load_runtime()
+            policy = load_policy(self.config.policy.path)
+            found = await directory.sync(self, policy=policy)
+            rt = self.load_runtime(found, policy=policy)
         except Exception as exc:
             log.error("config_reload_rejected", error=str(exc))
-            return False
+            return
+        self.extras["directory"] = found
         self.runtime = rt
         log.info("config_reloaded", roster_version=rt.roster.version[:12], policy_version=rt.policy.version[:12])
-        self._tasks.append(asyncio.create_task(self._after_reload(), name="reload"))
-        return True
+        await self._after_reload()
 
     async def _after_reload(self) -> None:
         from gateway.providers.twilio.wiring import reload_twilio
@@ -143,12 +184,20 @@ class Gateway:
                                  renderer=self.renderer, wake=lambda: self.dispatcher.wake())
         self.receipts = ProviderReceipts(store=self.store, rules=receipt_rules(cfg), fallback=self.fallback,
                                          metrics=self.metrics, wake=lambda: self.dispatcher.wake())
+        self.persons = PersonNotices(store=self.store, runtime=lambda: self.runtime, renderer=self.renderer,
+                                     links=self.links, lists=list_links(ack_secret, self.base_url),
+                                     signature=cfg.sms.signature, wake=lambda: self.dispatcher.wake())
         self.escalation = Escalation(store=self.store, runtime=lambda: self.runtime,
                                      voice_text=self.fallback.voice_text, signature=cfg.sms.signature,
-                                     metrics=self.metrics, audit=self.audit, wake=lambda: self.dispatcher.wake())
+                                     metrics=self.metrics, audit=self.audit, wake=lambda: self.dispatcher.wake(),
+                                     persons=self.persons)
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
+        from gateway.flows import directory
+
+        self.extras["directory"] = await directory.sync(self, policy=load_policy(cfg.policy.path))
         self.runtime = self.load_runtime()
+        self._tasks.append(asyncio.create_task(directory.watch(self), name="directory"))
         d = cfg.dispatch
         base_url = self.base_url
         self.dispatcher = Dispatcher(

@@ -14,6 +14,7 @@ from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
 from gateway.deliveries import Deliveries, deadline_for, delivery_ids
 from gateway.events import Event, EventType
+from gateway.flows.people import plan_persons
 from gateway.policy import Policy
 from gateway.render import Renderer
 from gateway.reportlinks import TRACKED_PREFIXES, ReportLinks
@@ -87,6 +88,7 @@ class Planner:
         # filing the report confirms receipt
         reports = (self.report_links is not None and event.type is EventType.REPORT_REQUESTED
                    and event_id.startswith(TRACKED_PREFIXES))
+        person_rules = self.policy.person_rules(event, accepted)
         for up in (await self._units(event, accepted)).values():
             r = up.recipient
             ack_deadline = (accepted + up.ack) if up.ack else None
@@ -131,6 +133,12 @@ class Planner:
                     delivery_id=did, unit_id=r.unit_id, unit_name=r.unit_name, channel=ch, address=addr,
                     text=text, payload=payload, priority=priority, deadline=deadline,
                 ))
+            if person_rules:  # the unit's persons the policy names, besides its own line
+                res.deliveries.extend(plan_persons(
+                    rules=person_rules, unit=self.resolver.roster.units.get(r.unit_id), at=accepted,
+                    event_id=event_id, factory=self.deliveries, renderer=self.renderer, ctx=ctx,
+                    links=self.links, ack=up.ack, action=action, priority=priority, deadline=deadline,
+                    taken={(ch, addr) for ch, addr, _ in targets}))
         res.warnings = list(dict.fromkeys(res.warnings))
         return res
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from contacts.resolver import Audience
 from gateway.durations import parse_duration
 from gateway.events import Event, EventType, Level, Status
+from gateway.policy_people import OfficeHoursSpec, PersonRuleSpec, PersonStep, When
 from gateway.report_policy import ReportsSpec
 
 KNOWN_CHANNELS = ("sms", "voice", "webhook")
+ESCALATION_ACTIONS = ("repeat_voice", "notify_persons", "notify_hq_office")
 
 
 class PolicyError(ValueError):
@@ -45,31 +47,28 @@ class AudienceSpec(BaseModel):
         return Audience(roles=self.roles, groups=self.groups, units=self.units)
 
 
-class When(BaseModel):
-    model_config = _Strict
-    types: tuple[EventType, ...] = ()
-    levels: tuple[Level, ...] = ()
-    statuses: tuple[Status, ...] = ()
-
-    def matches(self, event: Event) -> bool:
-        if self.types and event.type not in self.types:
-            return False
-        if self.levels and (event.level is None or event.level not in self.levels):
-            return False
-        return not (self.statuses and event.status not in self.statuses)
-
-
 class EscalationStepSpec(BaseModel):
     model_config = _Strict
-    action: str  # "repeat_voice" | "notify_hq_office"
+    action: str  # "repeat_voice" | "notify_persons" | "notify_hq_office"
     after: str = "0m"
+    # notify_persons: the unit's persons to reach, tried in order, and the channels for a mobile
+    roles: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
 
     @field_validator("action")
     @classmethod
     def _action(cls, v: str) -> str:
-        if v not in ("repeat_voice", "notify_hq_office"):
-            raise ValueError("action must be repeat_voice or notify_hq_office")
+        if v not in ESCALATION_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ESCALATION_ACTIONS)}")
         return v
+
+    @model_validator(mode="after")
+    def _persons(self) -> EscalationStepSpec:
+        if self.action != "notify_persons" and (self.roles is not None or self.channels is not None):
+            raise ValueError("roles and channels belong to notify_persons steps")
+        if self.action == "notify_persons":
+            PersonStep(**self.model_dump(exclude_none=True))  # validates roles and channels
+        return self
 
 
 class ReminderSpec(BaseModel):
@@ -117,8 +116,6 @@ class SignoffSpec(BaseModel):
     wait: dict[Level, str] = Field(default_factory=lambda: {Level.RED: "15m"})
     default_wait: str = "30m"
     expires: str = "6h"
-    # the status report after the first ack window goes to the upward units too, not only the HQ office
-    status_report_upward: bool = False
     # principal -> where the sign request goes: roster person ids (their mobile), E.164 numbers
     # or webhook URLs; without an entry, the roster person whose id is the principal's name
     contacts: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -191,6 +188,9 @@ class PolicyModel(BaseModel):
     reminders: tuple[ReminderSpec, ...] = ()
     reports: ReportsSpec = ReportsSpec()  # daily reports and the summary evaluation (report_policy.py)
     signoff: SignoffSpec = SignoffSpec()
+    # persons who get the first message besides the unit's own line, and the office hours they use
+    persons: tuple[PersonRuleSpec, ...] = ()
+    office_hours: OfficeHoursSpec = OfficeHoursSpec()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 
@@ -225,6 +225,10 @@ class Policy:
             Plan(r.name, r.audience.to_audience(), r.channels, parse_duration(r.ack) if r.ack else None)
             for r in matched
         ]
+
+    def person_rules(self, event: Event, at: datetime) -> list[PersonRuleSpec]:
+        """The person rules that apply to the event at `at` (office hours or not)."""
+        return [r for r in self.model.persons if r.applies(event, at, self.model.office_hours)]
 
     def drill_audience(self) -> Audience:
         return self.model.drill_audience.to_audience()

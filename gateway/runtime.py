@@ -39,17 +39,19 @@ class Runtime:
 
 
 def load_runtime(cfg: Config, *, base_url: str, renderer: Renderer, channels: Collection[str],
-                 links: AckLinks, report_links: ReportLinks | None = None) -> Runtime:
-    """Load roster and policy and check they fit together.
+                 links: AckLinks, report_links: ReportLinks | None = None, roster: Roster | None = None,
+                 policy: Policy | None = None) -> Runtime:
+    """Load roster and policy and check they fit together. `roster` (the directory in the store)
+    and `policy` replace the configured files when given.
 
     Raises:
         contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
     """
-    roster = load_roster(cfg.roster.path)
+    roster = roster if roster is not None else load_roster(cfg.roster.path)
     extra = extra_contacts(cfg.roster.extra_contacts, roster, base_url)
     if extra:
         roster = roster.with_extra_contacts(extra)
-    policy = load_policy(cfg.policy.path)
+    policy = policy if policy is not None else load_policy(cfg.policy.path)
     problems = check_policy_against_roster(policy, roster)
     if problems:
         raise ValueError("; ".join(problems))

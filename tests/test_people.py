@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -108,3 +109,59 @@ def test_dump_reads_back_to_the_same_roster_and_the_same_text(text: str | None) 
     assert dict(again.groups) == dict(roster.groups)
     assert dict(again.role_names) == dict(roster.role_names)
     assert dump_roster(again) == dumped
+
+
+# --- office hours and the policy's person rules ----------------------------------------------
+
+def test_office_hours_follow_the_official_calendar_and_may_span_midnight() -> None:
+    from datetime import time
+
+    from gateway.office_hours import in_office_hours
+
+    day, night = (time(8), time(18)), (time(22), time(6))
+    assert in_office_hours(at("2026-12-03 10:00"), *day)  # a Thursday
+    assert not in_office_hours(at("2026-12-03 18:00"), *day)
+    assert not in_office_hours(at("2026-12-05 10:00"), *day)  # Saturday
+    assert in_office_hours(at("2026-12-05 10:00"), *day, calendar=False)
+    assert not in_office_hours(at("2026-10-01 10:00"), *day)  # National Day, a Thursday
+    assert in_office_hours(at("2026-12-03 23:00"), *night) and in_office_hours(at("2026-12-04 05:00"), *night)
+    assert in_office_hours(at("2026-12-05 05:00"), *night)  # the night began on Friday, a workday
+    assert not in_office_hours(at("2026-12-06 05:00"), *night)  # it began on Saturday
+    assert in_office_hours(at("2027-03-03 10:00"), *day)  # a year the calendar lacks: Monday to Friday
+
+
+def test_person_rules_apply_by_level_and_hours() -> None:
+    from gateway.events import Event
+    from gateway.policy import load_policy, load_policy_text
+
+    default = load_policy()
+    red = Event.model_validate({"type": "warning.issued", "level": "red"})
+    yellow = Event.model_validate({"type": "warning.issued", "level": "yellow"})
+    assert [r.name for r in default.person_rules(red, at("2026-12-03 10:00"))] == ["red-duty"]
+    assert [r.name for r in default.person_rules(yellow, at("2026-12-03 23:00"))] == ["liaison"]
+    assert [s.action for s in default.model.escalation] == ["notify_persons", "notify_persons", "notify_hq_office"]
+    text = """
+drill_audience: {roles: [hq_office]}
+rules: [{name: r, audience: {roles: [hq_office]}, channels: [sms]}]
+persons:
+  - {name: night, when: {levels: [red]}, hours: "off", roles: [duty], channels: [sms]}
+"""
+    night = load_policy_text(text)
+    assert night.person_rules(red, at("2026-12-03 10:00")) == []
+    assert [r.name for r in night.person_rules(red, at("2026-12-03 20:00"))] == ["night"]
+    assert [r.name for r in night.person_rules(red, at("2026-12-06 10:00"))] == ["night"]  # Sunday
+
+
+@pytest.mark.parametrize(("snippet", "message"), [
+    ("persons: [{name: x, roles: [boss], channels: [sms]}]", "unknown person role 'boss'"),
+    ("persons: [{name: x, roles: [duty], channels: [webhook]}]", "persons are reached by sms or voice"),
+    ("escalation: [{action: notify_persons, roles: [chief]}]", "unknown person role 'chief'"),
+    ("escalation: [{action: repeat_voice, roles: [duty]}]", "roles and channels belong to notify_persons"),
+    ("office_hours: {start: '25:00'}", "office_hours.start"),
+])
+def test_bad_person_rules_are_refused(snippet: str, message: str) -> None:
+    from gateway.policy import PolicyError, load_policy_text
+
+    text = "drill_audience: {roles: [hq_office]}\nrules: [{name: r, audience: {roles: [x]}, channels: [sms]}]\n"
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        load_policy_text(text + snippet + "\n")

@@ -7,10 +7,22 @@ from aiohttp import web
 
 def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
-    from gateway.api import acks, audit, documents, openapi, preview, public, reports, signoff, sink, standards, stream
+    from gateway.api import (
+        acks,
+        aliyun,
+        audit,
+        openapi,
+        people,
+        preview,
+        public,
+        reports,
+        signoff,
+        sink,
+        standards,
+        stream,
+    )
     from gateway.console import pages
-    from gateway.providers.callbacks import ROUTES as PROVIDER_CALLBACKS
 
     return [sink.routes, acks.routes, standards.routes, openapi.routes, public.routes,
-            audit.routes, pages.routes, stream.routes, preview.routes, reports.routes,
-            signoff.routes, documents.routes, *PROVIDER_CALLBACKS]
+            audit.routes, pages.routes, stream.routes, preview.routes, aliyun.routes, reports.routes,
+            signoff.routes, people.routes]

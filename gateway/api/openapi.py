@@ -239,10 +239,28 @@ def _events() -> dict[str, Any]:
             scope="events:write", security=[{"bearer": []}, {"basic": []}],
             body=_json_body("AlertmanagerPayload", example=_AM_EXAMPLE),
             errors=_BODY_ERRORS)},
-        "/v1/roster": {"get": _op("getRoster", "Units with roles, groups and contacts", {200: _ok("the roster", _obj(
+        "/v1/roster": {"get": _op("getRoster", "Units with roles, groups, contacts, persons (numbers masked) and "
+                                  "duty schedules", {200: _ok("the roster", _obj(
             {"version": _str(), "warnings": _array(_str()), "units": _array({"type": "object"})},
-            ("version", "units")))}, scope="events:read")},
+            ("version", "units")))}, scope="events:read"),
+            "put": _op("putRoster", "Replace the directory: the office's sheet (XLSX or CSV: persons and duty "
+                       "schedules) or roster YAML (everything), checked whole; 422 lists every problem with "
+                       "its sheet, row and column, and nothing changes", {200: _ok("the revision in force", _obj(
+                           {"revision": _INT, "version": _str(), "changed": {"type": "boolean"},
+                            "changes": {"type": "object"}}, ("revision", "version", "changed")))},
+                       scope="roster:write", params=[_ROSTER_FORMAT],
+                       body={"required": True, "content": _content(_str(), *_ROSTER_TYPES)},
+                       errors=(400, 409, 413, 415, 422))},
+        "/v1/roster/export": {"get": _op(
+            "exportRoster", "The directory in the shape it is imported in, numbers in full (default xlsx)",
+            {200: _ok("the file", {}, *_ROSTER_TYPES)}, scope="roster:write", params=[_ROSTER_FORMAT],
+            errors=(400,))},
     }
+
+
+_ROSTER_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "text/csv",
+                 "application/yaml")
+_ROSTER_FORMAT = _query("format", {"type": "string", "enum": ["xlsx", "csv", "yaml"]})
 
 
 def _public() -> dict[str, Any]:
@@ -286,6 +304,9 @@ def _acks_and_callbacks() -> dict[str, Any]:
         "/a/{token}": {"get": _op(
             "ackLink", "Signed acknowledgement link sent in messages", {200: page, 404: page, 409: page},
             params=[_path("token", "signed link token")])},
+        "/l/{token}": {"get": _op(
+            "liveList", "Signed link to the live list of an event's unconfirmed units (sent to the HQ office)",
+            {200: page, 404: page}, params=[_path("token", "signed link token")])},
         "/v1/callbacks/twilio/status": {"post": _op(
             "twilioStatus", "Message and call status callbacks", {200: _ok("recorded", _obj(
                 {"ok": {"type": "boolean"}, "outcome": {}}, ("ok",)))}, security=twilio, body=form,
@@ -318,7 +339,7 @@ def _ops() -> dict[str, Any]:
 
 
 def _aliyun() -> dict[str, Any]:
-    from gateway.providers.callbacks import openapi_paths  # provider callbacks beyond design.md
+    from gateway.api.aliyun import openapi_paths  # issue 8: Aliyun receipt pushes
 
     return openapi_paths()
 

@@ -19,6 +19,7 @@ from gateway import clock
 from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
 from gateway.flows.deps import AuditLog, Clock, RuntimeRef, Wake
+from gateway.flows.people import PersonNotices
 from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
 from gateway.store.ports import Escalations, Events, FollowUps
@@ -48,8 +49,10 @@ class Escalation:
     """Takes the policy's escalation steps for units that have not confirmed in time."""
 
     def __init__(self, *, store: EscalationStore, runtime: RuntimeRef, voice_text: VoiceText, signature: str,
-                 metrics: Metrics, audit: AuditLog, wake: Wake, clock: Clock = time.time):
+                 metrics: Metrics, audit: AuditLog, wake: Wake, clock: Clock = time.time,
+                 persons: PersonNotices | None = None):
         self._store = store
+        self._persons = persons  # reaching a unit's persons and the HQ office's person on duty
         self._runtime = runtime
         self._voice_text = voice_text
         self._signature = signature
@@ -77,6 +80,9 @@ class Escalation:
             action = steps[step]["action"]
             if action == "repeat_voice":
                 await self._repeat_voice(row, step)
+            elif action == "notify_persons":
+                if self._persons is None or not await self._persons.notify_persons(row, step, steps[step]):
+                    await self._repeat_voice(row, step)  # nobody the step names: the unit's line again
             else:
                 notify[(row["event_id"], step)].append(row)
                 continue  # advanced below, after the HQ office has its list
@@ -120,21 +126,26 @@ class Escalation:
         names = [u["unit_name"] for u in units]
         level = units[0]["level"]
         drill = "【演练】" if units[0]["status"] == "exercise" else "【测试】" if units[0]["status"] == "test" else ""
-        text = (f"{self._signature}{drill}以下{len(names)}个单位未按时签收"
-                f"{_LEVEL.get(level or '', '')}预警通知：{'、'.join(names)}。请督促落实。")
+        head = f"{drill}以下{len(names)}个单位未按时签收{_LEVEL.get(level or '', '')}预警通知"
+        text = f"{self._signature}{head}：{'、'.join(names)}。请督促落实。"
         payload = json.dumps({"escalation": {"event_id": event_id, "step": step, "unconfirmed": [
             {"id": u["unit_id"], "name": u["unit_name"]} for u in units]}, "text": text}, ensure_ascii=False)
         rt = self._runtime()
         factory = rt.deliveries
         unit_ids = [u["unit_id"] for u in units]
-        planned = [
-            factory.build(unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
-                          text=text.removeprefix(self._signature) if ch == "voice" else text,
-                          payload=payload if ch == "webhook" else "",
-                          cause_id=notify_cause(event_id, step, unit_ids, ch, addr))
-            for office in rt.roster.units.values() if "hq_office" in office.roles
-            for ch, addr in factory.office_targets(office)
-        ]
+        offices = [office for office in rt.roster.units.values() if "hq_office" in office.roles]
+        if self._persons is not None:  # to the office's person on duty when it has one (flows/people.py)
+            planned = [d for office in offices for d in self._persons.office_note(
+                office, names=names, head=head, text=text, payload=payload,
+                cause=lambda ch, addr: notify_cause(event_id, step, unit_ids, ch, addr))]
+        else:
+            planned = [
+                factory.build(unit_id=office.id, unit_name=office.name, channel=ch, address=addr,
+                              text=text.removeprefix(self._signature) if ch == "voice" else text,
+                              payload=payload if ch == "webhook" else "",
+                              cause_id=notify_cause(event_id, step, unit_ids, ch, addr))
+                for office in offices for ch, addr in factory.office_targets(office)
+            ]
         if planned and await self._store.add_deliveries(event_id, planned, now=self._clock()):
             self._wake()
             log.info("hq_office_notified", event_id=event_id, step=step, unconfirmed=len(units))

@@ -1,5 +1,6 @@
-// Operations (live from the stream), the roster with its validation warnings, the audit trail.
-import { AUDIT, CHANNELS, LEVELS, alertBox, api, clear, duration, h, when } from './util.js';
+// Operations (live from the stream), the roster with its validation warnings, persons and today's duty
+// (upload and download of the office's sheet with roster:write), the audit trail.
+import { AUDIT, CHANNELS, LEVELS, alertBox, api, auth, clear, duration, h, modal, toast, when } from './util.js';
 
 const REASONS = {
   rate_limited: '限流（429）', server_error: '服务端错误（5xx）', timeout: '超时', connection: '无法接通',
@@ -40,6 +41,47 @@ export function renderOps(root, state) {
 
 let roster = null;
 
+// Beijing wall-clock time "YYYY-MM-DD HH:MM", the way duty entries are written
+function beijingNow() {
+  const t = new Date(Date.now() + 8 * 3600 * 1000).toISOString();
+  return `${t.slice(0, 10)} ${t.slice(11, 16)}`;
+}
+
+// who the unit's schedule has on duty now ("today's duty"), null when nobody is scheduled
+export function onDuty(unit, now = beijingNow()) {
+  const entry = (unit.duty || []).find((d) => (d.date ? now.slice(0, 10) === d.date : d.from <= now && now < d.to));
+  return entry ? (unit.persons || []).find((p) => p.id === entry.person) || null : null;
+}
+
+const SHEET = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
+
+async function download(format) {
+  const r = await fetch(`/v1/roster/export?format=${format}`, { headers: { Authorization: `Bearer ${auth.token}` } });
+  if (!r.ok) { toast(`下载失败（${r.status}）`, 'error'); return; }
+  const a = h('a', { href: URL.createObjectURL(await r.blob()), download: `通讯录.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function upload(file, root, state) {
+  const format = file.name.toLowerCase().endsWith('.csv') ? 'csv' : /\.ya?ml$/i.test(file.name) ? 'yaml' : 'xlsx';
+  const types = { xlsx: SHEET, csv: 'text/csv', yaml: 'application/yaml' };
+  const r = await fetch(`/v1/roster?format=${format}`, {
+    method: 'PUT', body: file, headers: { Authorization: `Bearer ${auth.token}`, 'Content-Type': types[format] } });
+  const data = await r.json().catch(() => null);
+  if (!r.ok) {
+    const problems = (data && data.error && data.error.problems) || [];
+    modal('通讯录未导入（未做任何更改）', h('div', {}, h('p', {}, (data && data.error && data.error.message) || r.statusText),
+      h('ul', { id: 'roster-problems' }, problems.map((p) =>
+        h('li', {}, `${p.sheet}${p.row ? ` 第${p.row}行` : ''}${p.column ? ` ${p.column}列` : ''}：${p.message}`)))), []);
+    return;
+  }
+  toast(data.changed ? `已导入：第 ${data.revision} 版` : '内容无变化', 'ok');
+  roster = null;
+  await renderRoster(root, state);
+}
+
 export async function renderRoster(root, state) {
   if (!roster) {
     clear(root, h('p', { class: 'muted' }, '正在加载通讯录…'));
@@ -51,28 +93,43 @@ export async function renderRoster(root, state) {
     }
   }
   const meta = state.meta || { roles: {}, groups: {} };
-  const filter = h('input', { id: 'roster-filter', type: 'search', placeholder: '按单位、角色或号码筛选' });
+  const filter = h('input', { id: 'roster-filter', type: 'search', placeholder: '按单位、角色、人员或号码筛选' });
   const body = h('tbody');
   const fill = () => {
     const q = filter.value.trim();
     clear(body, roster.units.filter((u) => !q || JSON.stringify(u).includes(q) ||
-      u.roles.some((r) => (meta.roles[r] || '').includes(q))).map((u) => h('tr', { 'data-unit': u.id },
-      h('td', { 'data-label': '单位' }, h('strong', {}, u.name), u.aliases.length ? h('small', { class: 'muted' }, ` 又称 ${u.aliases.join('、')}`) : null),
-      h('td', { 'data-label': '角色' }, u.roles.map((r) => meta.roles[r] || r).join('、')),
-      h('td', { 'data-label': '工作组' }, u.groups.map((g) => meta.groups[g] || g).join('、') || '—'),
-      h('td', { 'data-label': '联系方式' }, h('ul', { class: 'contacts' }, u.contacts.map((c) =>
-        h('li', {}, h('span', { class: 'tag' }, { mobile: '手机', fixed: '座机', url: '接口' }[c.kind] || c.kind), ` ${c.raw || c.address}`)))))));
+      u.roles.some((r) => (meta.roles[r] || '').includes(q))).map((u) => {
+      const duty = onDuty(u);
+      return h('tr', { 'data-unit': u.id },
+        h('td', { 'data-label': '单位' }, h('strong', {}, u.name), u.aliases.length ? h('small', { class: 'muted' }, ` 又称 ${u.aliases.join('、')}`) : null),
+        h('td', { 'data-label': '角色' }, u.roles.map((r) => meta.roles[r] || r).join('、')),
+        h('td', { 'data-label': '工作组' }, u.groups.map((g) => meta.groups[g] || g).join('、') || '—'),
+        h('td', { 'data-label': '联系方式' }, h('ul', { class: 'contacts' }, u.contacts.map((c) =>
+          h('li', {}, h('span', { class: 'tag' }, { mobile: '手机', fixed: '座机', url: '接口' }[c.kind] || c.kind), ` ${c.raw || c.address}`)))),
+        h('td', { 'data-label': '人员' }, (u.persons || []).length ? h('ul', { class: 'contacts persons' }, u.persons.map((p) =>
+          h('li', { 'data-person': p.id }, h('span', { class: 'tag' }, p.role_label), ` ${p.name} ${p.mobile || p.landline || ''}`))) : '—'),
+        h('td', { 'data-label': '今日值班', class: 'on-duty' }, duty ? `${duty.name} ${duty.mobile || duty.landline || ''}` : '—'));
+    }));
   };
   filter.addEventListener('input', fill);
   fill();
+  const office = state.can('roster:write') ? h('div', { class: 'roster-office', id: 'roster-office' },
+    h('label', { class: 'btn', style: 'display:inline-block;width:auto' }, '上传通讯录（XLSX / CSV / YAML）',
+      h('input', { type: 'file', id: 'roster-upload', accept: '.xlsx,.csv,.yaml,.yml', hidden: true,
+        onchange: (e) => { if (e.target.files[0]) upload(e.target.files[0], root, state); } })),
+    ' ', h('button', { type: 'button', class: 'btn', id: 'roster-download', onclick: () => download('xlsx') }, '下载通讯录（XLSX）'),
+    h('p', { class: 'muted' }, '表“人员”：单位、编号、姓名、角色、手机、座机、备注；表“值班表”：单位、值班人、日期或开始/结束（北京时间）。整表校验，有误则不做任何更改。'))
+    : null;
+  const persons = roster.units.reduce((n, u) => n + (u.persons || []).length, 0);
   clear(root, h('div', { class: 'roster' },
-    h('h2', {}, `通讯录（${roster.units.length} 个单位）`, h('small', { class: 'muted' }, ` 版本 ${roster.version.slice(0, 12)}`)),
+    h('h2', {}, `通讯录（${roster.units.length} 个单位，${persons} 名人员）`, h('small', { class: 'muted' }, ` 版本 ${roster.version.slice(0, 12)}`)),
+    office,
     roster.warnings.length ? h('div', { class: 'alert alert-warn', id: 'roster-warnings', role: 'note' },
       h('strong', {}, `⚠ 通讯录校验提示（${roster.warnings.length}）`), h('ul', {}, roster.warnings.map((w) => h('li', {}, w))))
       : h('p', { class: 'ok' }, '✓ 通讯录校验无提示。'),
     h('label', { for: 'roster-filter', class: 'sr-only' }, '筛选'), filter,
     h('table', { class: 'simple responsive', id: 'roster-table' },
-      h('thead', {}, h('tr', {}, ['单位', '角色', '工作组', '联系方式'].map((t) => h('th', {}, t)))), body)));
+      h('thead', {}, h('tr', {}, ['单位', '角色', '工作组', '联系方式', '人员', '今日值班'].map((t) => h('th', {}, t)))), body)));
 }
 
 export async function renderAudit(root) {

@@ -31,6 +31,7 @@ from gateway.store.records import (
     PlannedDelivery,
     Released,
     ReportRequest,
+    RosterDoc,
     UnitReport,
 )
 
@@ -339,12 +340,32 @@ class Signoffs(Protocol):
         ...
 
 
+class Directory(Protocol):
+    """The directory kept by the office: revisions of the roster, the newest in force everywhere."""
+
+    async def current_roster(self) -> RosterDoc | None:
+        """The newest revision, None before the first seed."""
+        ...
+
+    async def roster_revision(self) -> int:
+        """The newest revision's number (0 before the first seed): a cheap poll for a change."""
+        ...
+
+    async def put_roster(self, doc: RosterDoc, *, audit: Mapping[str, Any] | None = None) -> bool:
+        """Insert `doc` as revision `doc.revision` (the current one + 1), with `audit` (principal,
+        action, subject, detail) appended to the audit chain in the same transaction. False, and
+        nothing written, when that revision exists already (somebody else changed the roster)."""
+        ...
+
+
 class Store(Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit, PublicMessages, CapFeedEntries,
-            Reports, Signoffs, Protocol):
+            Reports, Signoffs,
+            Directory, Protocol):
     """Durable state of the gateway: every port at once (the composition root holds one of these
     and hands each flow the ports it needs)."""
 
 
 # Every port that `Store` is made of; the conformance suite checks both backends against each.
 PORTS: tuple[type[Any], ...] = (Lifecycle, Outbox, Events, Receipts, FollowUps, Acks, Escalations, Audit,
-                                PublicMessages, CapFeedEntries, Reports, Signoffs)
+                                PublicMessages, CapFeedEntries, Reports, Signoffs,
+                                Directory)

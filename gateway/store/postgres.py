@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from gateway.store import common
+from gateway.store import directory as directory_
 from gateway.store import feeds as feeds_
 from gateway.store import pg_acks as acks_
 from gateway.store import pg_flow as flow_
@@ -34,6 +35,7 @@ from gateway.store.records import (
     PlannedAck,
     PlannedDelivery,
     Released,
+    RosterDoc,
     StoreError,
 )
 from gateway.store.reports import PgReports
@@ -327,3 +329,27 @@ class PostgresStore(PgReports):
     async def advance_signoff_notice(self, event_id: str, *, step: int, next_at: float | None,
                                      asked: Sequence[str]) -> bool:
         return await self._run(lambda c: signoffs_.advance(c, event_id, step, next_at, asked))
+
+    # ---- the directory (port Directory)
+    async def current_roster(self) -> RosterDoc | None:
+        async def q(c: Conn) -> RosterDoc | None:
+            return directory_.doc_of(await c.fetchrow(directory_.PG["current"]))
+
+        return await self._run(q)
+
+    async def roster_revision(self) -> int:
+        async def q(c: Conn) -> int:
+            return int(await c.fetchval(directory_.PG["revision"]))
+
+        return await self._run(q)
+
+    async def put_roster(self, doc: RosterDoc, *, audit: Mapping[str, Any] | None = None) -> bool:
+        async def q(c: Conn) -> bool:
+            if not (await c.execute(directory_.PG["put"], *directory_.put_args(doc))).endswith(" 1"):
+                return False
+            if audit is not None:
+                await flow_.append_audit(c, doc.at, audit["principal"], audit["action"], audit["subject"],
+                                         dict(audit["detail"]))
+            return True
+
+        return await self._run(q)

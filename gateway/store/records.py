@@ -231,3 +231,17 @@ class Released:
     event_id: str
     deliveries: int
     state: str
+
+
+@dataclass(frozen=True, slots=True)
+class RosterDoc:
+    """One revision of the directory (units, persons, schedules, actions) as roster YAML.
+    `version` is the text's SHA-256, `source` says where it came from (`seed:<file>` for the
+    configured file, `import:<format>` for the office's uploads)."""
+
+    revision: int
+    version: str
+    text: str
+    source: str
+    by: str
+    at: float

@@ -203,3 +203,14 @@ CREATE TABLE IF NOT EXISTS signoffs (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS signoffs_due ON signoffs(state, next_notify_at);
+
+-- The directory kept by the office: every revision of the roster (units, persons, duty
+-- schedules, actions) as roster YAML; the newest is in force.
+CREATE TABLE IF NOT EXISTS roster_revisions (
+    revision INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    by_principal TEXT NOT NULL,
+    at REAL NOT NULL
+);

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from gateway.store import common
+from gateway.store import directory as directory_
 from gateway.store import feeds as feeds_
 from gateway.store import signoffs as signoffs_
 from gateway.store import sqlite_acks as acks_
@@ -36,6 +37,7 @@ from gateway.store.records import (
     PlannedAck,
     PlannedDelivery,
     Released,
+    RosterDoc,
     StoreError,
     UnknownEvent,
 )
@@ -177,9 +179,22 @@ class SqliteStore(SqliteReports):
                     event.policy_version, json.dumps(list(event.escalation)),
                 ),
             )
-            # with a hand-off, its first deliveries are inserted leased: no UPDATE and no re-read
-            handoff = None if held else claim
-            leased = tx_.insert_deliveries(c, event, chain_id, chain_seq, deliveries, held=held, claim=handoff)
+            c.executemany(
+                "INSERT INTO deliveries (id, event_id, chain_id, chain_seq, unit_id, unit_name, channel,"
+                " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
+                " deadline, cause_id, level, event_status, accepted_at, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                # a generator, not a list: 100,000 rows of parameters held at once were ~20 MiB
+                (
+                    (
+                        d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address,
+                        d.endpoint_key, d.text, d.payload, "held" if held else "pending", d.max_attempts, d.priority,
+                        max(d.not_before, event.accepted_at), d.deadline, d.cause_id, event.level,
+                        event.status, event.accepted_at, event.accepted_at,
+                    )
+                    for d in deliveries
+                ),
+            )
             c.executemany(
                 "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
                 " VALUES (?,?,?,?,?,?)",
@@ -191,7 +206,12 @@ class SqliteStore(SqliteReports):
             if event.audit is not None:
                 flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
                                    dict(event.audit))
-            return leased
+            if claim is None or claim.limit <= 0 or not deliveries or held:
+                return []
+            now = max(claim.now, event.accepted_at)  # the new rows are due from accepted_at
+            return tx_.claim(c, now=now, limit=claim.limit, lease_until=now + claim.lease_for,
+                             worker_id=claim.worker_id, token=common.new_token(), exclude=claim.exclude,
+                             event_id=event.id)
 
         return await self._run(tx, durable=True)
 
@@ -397,3 +417,21 @@ class SqliteStore(SqliteReports):
     async def advance_signoff_notice(self, event_id: str, *, step: int, next_at: float | None,
                                      asked: Sequence[str]) -> bool:
         return await self._run(lambda c: signoffs_.sqlite_advance(c, event_id, step, next_at, asked))
+
+    # ---- the directory (port Directory)
+    async def current_roster(self) -> RosterDoc | None:
+        return await self._run(lambda c: directory_.doc_of(c.execute(directory_.SQLITE["current"]).fetchone()))
+
+    async def roster_revision(self) -> int:
+        return await self._run(lambda c: int(c.execute(directory_.SQLITE["revision"]).fetchone()[0]))
+
+    async def put_roster(self, doc: RosterDoc, *, audit: Mapping[str, Any] | None = None) -> bool:
+        def put(c: sqlite3.Connection) -> bool:
+            if c.execute(directory_.SQLITE["put"], directory_.put_args(doc)).rowcount != 1:
+                return False
+            if audit is not None:
+                flow_.append_audit(c, doc.at, audit["principal"], audit["action"], audit["subject"],
+                                   dict(audit["detail"]))
+            return True
+
+        return await self._run(put, durable=True)

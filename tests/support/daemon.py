@@ -25,7 +25,7 @@ TOKENS = {
     "leader": ("tok-leader-0123456789", ["public:approve", "public:request", "events:read"]),
     "leader2": ("tok-leader2-0123456789", ["public:approve", "events:read"]),
     "acker": ("tok-acker-0123456789", ["acks:write", "events:read"]),
-    "office": ("tok-office-0123456789", ["reports:write", "events:read"]),
+    "office": ("tok-office-0123456789", ["reports:write", "roster:write", "events:read"]),
     # HQ leaders who sign warnings (签发); principals named in the packaged policy's `signoff`
     "commander": ("tok-commander-0123456789", ["events:sign", "events:read", "events:write", "public:approve"]),
     "deputy_commander": ("tok-deputy-0123456789", ["events:sign", "events:read"]),

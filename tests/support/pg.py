@@ -29,7 +29,7 @@ ADMIN_CANDIDATES = [
     f"postgresql://{user}@{HOST}:{PORT}/{db}" for user in ("postgres", "root") for db in ("postgres", "test")
 ]
 STORE_TABLES = ("events", "deliveries", "unit_acks", "ack_log", "audit", "receipts", "public_messages",
-                "cap_feed_entries", "report_requests", "unit_reports")
+                "cap_feed_entries", "report_requests", "unit_reports", "roster_revisions")
 
 
 def run_sync(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
