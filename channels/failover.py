@@ -119,6 +119,11 @@ class FailoverChannel:
         """Provider names, highest priority first."""
         return [p.name for p in self._providers]
 
+    @property
+    def bare_refs(self) -> frozenset[str]:
+        """The providers whose references are passed on unprefixed."""
+        return self._bare
+
     def provider_up(self, provider: str) -> bool:
         """True unless the provider is demoted."""
         return self._get(provider).down_until == 0.0

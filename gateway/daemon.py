@@ -28,9 +28,10 @@ from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation, escalation_loop
 from gateway.flows.fallback import Fallback
 from gateway.flows.people import PersonNotices, list_links
-from gateway.flows.receipts import ProviderReceipts, delivery_meta, receipt_rules, receipt_timeouts
+from gateway.flows.receipts import ProviderReceipts, receipt_rules, receipt_timeouts
 from gateway.metrics import Metrics
 from gateway.policy import Policy, load_policy
+from gateway.providers.registry import delivery_meta
 from gateway.render import Renderer
 from gateway.reportlinks import ReportLinks
 from gateway.retry import Backoff

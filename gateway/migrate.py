@@ -4,8 +4,9 @@
     gateway migrate --from sqlite:///var/gateway.db --to postgresql://host/db
 
 The copy runs in one PostgreSQL transaction into an empty database: events, deliveries,
-unit_acks, ack_log, receipts, public_messages, the roster's revisions and the audit chain, rows and sequence numbers
-intact. The chain is verified (every hash recomputed, every link checked) before the commit.
+unit_acks, ack_log, receipts, public_messages, report requests and reports, the roster's
+revisions and the audit chain,
+rows and sequence numbers intact. The chain is verified (every hash recomputed, every link checked) before the commit.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ TABLES: dict[str, str] = {
     "ack_log": "seq",
     "receipts": "seq",
     "public_messages": "rowid",
+    "report_requests": "rowid",
+    "unit_reports": "rowid",
     "audit": "seq",
     "roster_revisions": "revision",  # the directory kept by the office, every revision
 }
+# tables a store made by an older gateway may lack (nothing to copy then)
+_OPTIONAL = frozenset({"report_requests", "unit_reports", "roster_revisions"})
 # Identity columns to move past the copied rows, so the next insert does not collide.
 _IDENTITIES = ("events", "deliveries", "unit_acks", "ack_log", "receipts")
 _BATCH = 5000
@@ -123,8 +128,10 @@ async def copy_store(src_url: str, dst_url: str) -> CopyReport:
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM audit)"):
                 raise MigrateError("the target database already holds events or audit records; refusing to merge")
             for table, order in TABLES.items():
-                if _has_table(src, table):  # a store from before the table existed has nothing to copy
-                    report.rows[table] = await _copy_table(src, conn, table, order)
+                if table in _OPTIONAL and src.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                                      (table,)).fetchone() is None:
+                    continue
+                report.rows[table] = await _copy_table(src, conn, table, order)
             for table in _IDENTITIES:
                 await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'),"
                                    f" (SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}), false)")
@@ -133,10 +140,6 @@ async def copy_store(src_url: str, dst_url: str) -> CopyReport:
         await conn.close()
         src.close()
     return report
-
-
-def _has_table(src: sqlite3.Connection, table: str) -> bool:
-    return src.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is not None
 
 
 async def _verify(src: sqlite3.Connection, conn: Any, report: CopyReport) -> None:

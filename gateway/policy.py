@@ -116,6 +116,8 @@ class SignoffSpec(BaseModel):
     wait: dict[Level, str] = Field(default_factory=lambda: {Level.RED: "15m"})
     default_wait: str = "30m"
     expires: str = "6h"
+    # the status report after the first ack window goes to the upward units too, not only the HQ office
+    status_report_upward: bool = False
     # principal -> where the sign request goes: roster person ids (their mobile), E.164 numbers
     # or webhook URLs; without an entry, the roster person whose id is the principal's name
     contacts: dict[str, tuple[str, ...]] = Field(default_factory=dict)

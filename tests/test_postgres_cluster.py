@@ -204,6 +204,9 @@ async def test_postgres_restart_and_outage_mid_run_lose_nothing(pg_db: str, daem
 
 async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str, tmp_path: Path) -> None:
     from tests.store.helpers import ev, make_store, scenario
+    from tests.store.test_reports import rep, req
+
+    report_req, unit_report = req(chain="o1", due=3.0), rep(at=2.0)
 
     src_url = f"sqlite:///{tmp_path / 'gw.db'}"
     lite = make_store(src_url)
@@ -214,6 +217,8 @@ async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str
         await lite.insert_public({"id": "pm1", "event_id": "o1", "text": "公众", "channels": ["sms"],
                                   "requester": "media", "state": "pending_approval", "created_at": 1.0,
                                   "expires_at": 2.0})
+        await lite.open_report_request(report_req)
+        await lite.add_report(unit_report, corrections_until=3.0)
         from gateway.store.records import RosterDoc
 
         roster = RosterDoc(revision=1, version="v1", text="units: []", source="seed:x", by="seed", at=1.0)
@@ -226,7 +231,7 @@ async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str
                                    capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     for copied in ("events 3", "deliveries 6", "unit_acks 4", "ack_log 1", "receipts 1", "public_messages 1",
-                   "audit 4", "roster_revisions 1", "verified"):
+                   "report_requests 1", "unit_reports 1", "audit 4", "roster_revisions 1", "verified"):
         assert copied in done.stdout, done.stdout
 
     pg = PostgresStore(pg_db)
@@ -241,6 +246,8 @@ async def test_migrate_cli_copies_a_sqlite_store_with_its_audit_chain(pg_db: str
             got.pop("lease_token")
             assert got == row
         assert (await pg.get_public("pm1") or {}).get("channels") == ["sms"]
+        assert await pg.report_request(request_id=report_req.id) == report_req
+        assert [r.version for r in await pg.unit_reports(report_req.id)] == [1]
         assert await pg.current_roster() == roster
         assert await pg.append_audit(at=5.0, principal="p", action="a", subject="s", detail={}) == 5
         await pg.record_event(ev("after"), [], [])  # the copied identity sequences moved on

@@ -9,8 +9,8 @@ def extra_routes() -> list[web.RouteTableDef]:
     """Route tables beyond events and ops, imported here so the app has one list."""
     from gateway.api import (
         acks,
-        aliyun,
         audit,
+        documents,
         openapi,
         people,
         preview,
@@ -22,7 +22,8 @@ def extra_routes() -> list[web.RouteTableDef]:
         stream,
     )
     from gateway.console import pages
+    from gateway.providers.callbacks import ROUTES as PROVIDER_CALLBACKS
 
     return [sink.routes, acks.routes, standards.routes, openapi.routes, public.routes,
-            audit.routes, pages.routes, stream.routes, preview.routes, aliyun.routes, reports.routes,
-            signoff.routes, people.routes]
+            audit.routes, pages.routes, stream.routes, preview.routes, reports.routes,
+            signoff.routes, documents.routes, people.routes, *PROVIDER_CALLBACKS]

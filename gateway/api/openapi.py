@@ -339,7 +339,7 @@ def _ops() -> dict[str, Any]:
 
 
 def _aliyun() -> dict[str, Any]:
-    from gateway.api.aliyun import openapi_paths  # issue 8: Aliyun receipt pushes
+    from gateway.providers.callbacks import openapi_paths  # provider callbacks beyond design.md
 
     return openapi_paths()
 

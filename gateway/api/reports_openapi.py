@@ -57,6 +57,26 @@ def paths() -> dict[str, Any]:
             "enterReport", "The office enters a unit's report that was phoned in (recorded with who entered it)",
             {201: oa._ok("filed", oa._ref("UnitReport"))}, scope="reports:write",
             body=oa._json_body("ReportEntry"), errors=(*oa._BODY_ERRORS, 404, 409))},
+        "/v1/events/{id}/daily-report": {"get": oa._op(
+            "dailyReport", "The day's roll-up (日报) of the event's chain, to forward as it is: title, period, "
+            "level, each unit's report, the figures summed, the missing units (without `date`: the latest day)",
+            {200: {"description": "the document", "content": {
+                "application/pdf": {"schema": oa._str(format="binary")},
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document": {
+                    "schema": oa._str(format="binary")},
+                "text/csv": {"schema": oa._str()}}}}, scope="events:read",
+            params=[event_id, oa._query("date", oa._str(format="date")),
+                    oa._query("format", {"enum": ["pdf", "docx", "csv"], "default": "pdf"})], errors=(400, 404))},
+        "/v1/events/{id}/after-action": {"get": oa._op(
+            "afterAction", "The chain's after-action report (总结评估): timeline, reach and confirmation per unit, "
+            "a chart of units confirmed over time, delivery failures, public messages, the daily reports",
+            {200: {"description": "the document", "content": {
+                "application/pdf": {"schema": oa._str(format="binary")},
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document": {
+                    "schema": oa._str(format="binary")},
+                "text/html": {"schema": oa._str()}}}}, scope="events:read",
+            params=[event_id, oa._query("format", {"enum": ["pdf", "docx", "html"], "default": "pdf"})],
+            errors=(400, 404))},
         "/v1/events/{id}/reports": {"get": oa._op(
             "chainReports", "Report requests of the event's chain: who has reported and who has not",
             {200: oa._ok("requests", oa._obj({"chain_id": oa._str(), "requests": oa._array(

@@ -2,21 +2,22 @@
 
 Each of `sms` / `voice` becomes one `FailoverChannel` (channels/failover.py) over the providers
 of its chain (`channels.failover.<kind>`, else every enabled provider serving the kind at its
-default weight, gateway/providers/registry.py). Nothing here names a provider: what differs
-between them (rates, timeouts, bare references) comes from their `Provider` records, and what a
-provider adds to each send (Aliyun's template metadata) comes in as an `Enricher`.
+default weight). Nothing here names a provider: the providers (gateway/providers/registry.py)
+are passed in, what differs between them (rates, timeouts, bare references) comes from their
+`Provider` records, and what one adds to each send (Aliyun's template metadata) comes in as an
+`Enricher`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from channels.base import Channel, Destination, Message, SendResult
 from channels.failover import FailoverChannel, FailoverObserver, FailoverPolicy
 from gateway.attempts import ChannelSlot
 from gateway.config import Config, FailoverProviderCfg
-from gateway.providers.registry import PROVIDERS, provider
+from gateway.providers.base import Provider
 from gateway.ratelimit import TokenBucket
 
 KINDS = ("sms", "voice")
@@ -26,20 +27,21 @@ Enricher = Callable[[str, str], Awaitable[dict[str, str]]]
 Tracker = Callable[[str, str, Destination, SendResult], None]
 
 
-def wanted(config: Config) -> bool:
+def wanted(config: Config, providers: Sequence[Provider]) -> bool:
     """True when sms / voice go through the composite: a chain is configured, or an enabled
     provider that only sends through it (one without a plain slot of its own: Aliyun)."""
     fo = config.channels.failover
-    return bool(fo.sms or fo.voice) or any(p.enabled(config) and p.failover_only for p in PROVIDERS)
+    return bool(fo.sms or fo.voice) or any(p.enabled(config) and p.failover_only for p in providers)
 
 
-def chain(config: Config, kind: str) -> list[FailoverProviderCfg]:
-    """The configured chain of a kind, else every enabled provider serving it."""
+def chain(config: Config, kind: str, providers: Sequence[Provider]) -> list[FailoverProviderCfg]:
+    """The configured chain of a kind, else every enabled provider serving it, highest weight first."""
     configured: list[FailoverProviderCfg] = getattr(config.channels.failover, kind)
     if configured:
         return configured
+    found = [p for p in providers if kind in p.kinds and p.enabled(config)]
     return [FailoverProviderCfg(provider=p.name, weight=p.default_weight)
-            for p in PROVIDERS if kind in p.kinds and p.enabled(config)]
+            for p in sorted(found, key=lambda p: -p.default_weight)]
 
 
 def policy(config: Config) -> FailoverPolicy:
@@ -49,18 +51,18 @@ def policy(config: Config) -> FailoverPolicy:
                           slow_ratio=fo.slow_ratio, min_receipts=fo.min_receipts)
 
 
-def composites(config: Config, adapters: Mapping[tuple[str, str], Channel],
+def composites(config: Config, providers: Sequence[Provider], adapters: Mapping[tuple[str, str], Channel],
                observer: FailoverObserver | None = None) -> dict[str, FailoverChannel]:
     """One composite per kind over the adapters (by (provider, kind)) its chain names; a kind
     without any is left out."""
     pol = policy(config)
-    bare = {p.name for p in PROVIDERS if p.bare_refs}
+    bare = {p.name for p in providers if p.bare_refs}
     out: dict[str, FailoverChannel] = {}
     for kind in KINDS:
-        providers = [(p.provider, adapters[(p.provider, kind)], p.weight) for p in chain(config, kind)
-                     if (p.provider, kind) in adapters]
-        if providers:
-            out[kind] = FailoverChannel(kind, providers, policy=pol, observer=observer, bare_refs=bare)
+        members = [(p.provider, adapters[(p.provider, kind)], p.weight) for p in chain(config, kind, providers)
+                   if (p.provider, kind) in adapters]
+        if members:
+            out[kind] = FailoverChannel(kind, members, policy=pol, observer=observer, bare_refs=bare)
     return out
 
 
@@ -70,7 +72,7 @@ def provider_of(composite: FailoverChannel, ref: str) -> str | None:
     named = composite.split_ref(ref)[0]
     if named is not None:
         return named
-    bare = [p for p in composite.providers if provider(p).bare_refs]
+    bare = [p for p in composite.providers if p in composite.bare_refs]
     return bare[0] if len(bare) == 1 else None
 
 
@@ -122,13 +124,14 @@ class FailoverSlot(ChannelSlot):
         super().swap(provider_name, channel)
 
 
-def slots(config: Config, built: Mapping[str, FailoverChannel], *, enrich: Enricher | None,
-          track: Tracker | None) -> dict[str, ChannelSlot]:
+def slots(config: Config, providers: Sequence[Provider], built: Mapping[str, FailoverChannel], *,
+          enrich: Enricher | None, track: Tracker | None) -> dict[str, ChannelSlot]:
     """The `sms` / `voice` slots over the composites. One bucket per slot at the slowest
     provider's rate, so a shift never exceeds its limit; a send gets the shortest timeout."""
     out: dict[str, ChannelSlot] = {}
     for kind, composite in built.items():
-        members = [provider(p) for p in composite.providers]
+        by_name = {p.name: p for p in providers}
+        members = [by_name[p] for p in composite.providers]
         rate = min(p.rate(config, kind) for p in members)
         out[kind] = FailoverSlot(EnrichedChannel(composite, enrich, track),
                                  per_endpoint=max(1, min(config.dispatch.concurrency, int(rate * 5))),

@@ -73,6 +73,8 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
     }
     if held:
         answer["state"] = "pending_signoff"
+    elif hold is not None:  # released by its source: the status report follows the first ack window
+        hold["next_notify_at"] = min((a.deadline for a in plan.acks if a.required and a.deadline), default=None)
     if plan.warnings or warnings:
         answer["warnings"] = warnings + plan.warnings
     if origin:
@@ -113,6 +115,12 @@ async def submit(gw: Gateway, event: Event, *, source: str, principal: str,
              warning_level=event.level.value if event.level else None,
              status=event.status.value, deliveries=len(plan.deliveries), units=len(plan.acks),
              source=source, principal=principal)
+    if hold is not None:  # released by its source: reported up the chain like a signed one
+        from gateway.flows.signoff_reports import report_release
+
+        row = await gw.store.get_signoff(event_id)
+        if row is not None:
+            await report_release(gw, event_id, row)
     return 202, answer
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -84,19 +84,6 @@ def receipt_rules(config: Config) -> ReceiptRules:
     keeps them) and apply to whichever provider sent the delivery."""
     tw = config.channels.twilio
     return ReceiptRules(receipt_timeout=tw.receipt_timeout, voice_retry_interval=tw.voice_retry_interval)
-
-
-def delivery_meta(base_url: str, item: OutboxItem) -> Mapping[str, str]:
-    """What a channel needs besides the message: our delivery id, and the callback URLs."""
-    if item.channel == "webhook":
-        if item.payload.startswith("<?xml"):  # rendered for a `format: cap` endpoint
-            return {"delivery_id": item.id, "content_type": "application/cap+xml"}
-        return {"delivery_id": item.id}
-    return {
-        "delivery_id": item.id,
-        "status_callback": f"{base_url}/v1/callbacks/twilio/status",
-        "gather_action": f"{base_url}/v1/callbacks/twilio/voice/{item.id}",
-    }
 
 
 class FollowUp(Protocol):

@@ -111,7 +111,11 @@ async def sign(g: Gateway, event_id: str, *, principal: str, ref: str | None = N
                                                          "deliveries": released.deliveries})
     log.info("event_signed", event_id=event_id, signer=principal, warning_level=row["level"],
              deliveries=released.deliveries, waited=round(now - row["created_at"], 3))
-    return await _row(g, event_id)
+    from gateway.flows.signoff_reports import report_release
+
+    row = await _row(g, event_id)
+    await report_release(g, event_id, row)
+    return row
 
 
 async def reject(g: Gateway, event_id: str, *, principal: str, reason: str) -> dict[str, Any]:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.deliveries import new_delivery_id
 from gateway.flows.signoff import signers
+from gateway.flows.signoff_reports import status_report
 from gateway.logs import get as get_logger
 from gateway.planner import LINK_VALIDITY
 from gateway.store.base import PlannedDelivery
+from gateway.store.signoffs import STATUS_STEP
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -38,8 +40,14 @@ async def notify_once(g: Gateway, now: float | None = None) -> int:
     now = time.time() if now is None else now
     taken = 0
     for row in await g.store.claim_signoff_notices(now=now, limit=100, lease_for=LEASE):
-        order = [p for p in signers(g, row["level"]) if p != row["submitter"]]
         step = int(row["notice_step"])
+        if row["state"] != "pending":  # released: the status report after the first ack window
+            if step == STATUS_STEP:  # its deliveries' cause ids make a repeat after a crash a no-op
+                await status_report(g, row)
+                await g.store.advance_signoff_notice(row["event_id"], step=step, next_at=None, asked=row["asked"])
+                taken += 1
+            continue
+        order = [p for p in signers(g, row["level"]) if p != row["submitter"]]
         last = plan_steps(order)
         if step > last:
             await g.store.advance_signoff_notice(row["event_id"], step=step, next_at=None, asked=row["asked"])

@@ -1,7 +1,7 @@
 // The live board: active warning chains, and the selected event's units x channels matrix.
 import {
   CHANNELS, DELIVERY, ESCALATION, LEVELS, STATE, STATUS, TYPES, VIA,
-  alertBox, api, clear, clock, h, levelBadge, modal, toast, when,
+  alertBox, api, auth, clear, clock, h, levelBadge, modal, toast, when,
 } from './util.js';
 
 const REASONS = {
@@ -96,8 +96,63 @@ function detail(state, app) {
         escalated ? h('li', { class: 'ds ds-escalation' }, `⇈ 已催办 ${escalated} 个单位`) : null)),
     actions(ev, state, app),
     publicSummary(ev),
+    reportsPanel(ev),
     matrix(ev, meta, state),
   ];
+}
+
+// ---- daily reports (信息报送), the summary evaluation and the office's documents
+function reportsPanel(ev) {
+  const id = encodeURIComponent(ev.id);
+  const days = h('div', { class: 'report-days' }, h('p', { class: 'muted' }, '正在加载报送情况…'));
+  const box = h('section', { class: 'reports', id: 'reports-panel' },
+    h('h3', {}, '信息报送与总结评估'),
+    h('div', { class: 'actions', id: 'after-action-links' }, '总结评估报告：',
+      docButton(`/v1/events/${id}/after-action?format=pdf`, `after-action-${ev.chain_id}.pdf`, 'PDF'),
+      docButton(`/v1/events/${id}/after-action?format=docx`, `after-action-${ev.chain_id}.docx`, 'Word'),
+      docButton(`/v1/events/${id}/after-action?format=html`, `after-action-${ev.chain_id}.html`, '网页')),
+    days);
+  loadReports(ev, days);
+  return box;
+}
+
+async function loadReports(ev, el) {
+  try {
+    const r = await api('GET', `/v1/events/${encodeURIComponent(ev.id)}/reports`);
+    if (!r.requests.length) { clear(el, h('p', { class: 'muted' }, '本预警尚无报送要求（每日12时发出，14时截止）。')); return; }
+    clear(el, h('table', { class: 'report-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, '报送'), h('th', {}, '截止'), h('th', {}, '已报'), h('th', {}, '未报单位'), h('th', {}, '日报'))),
+      h('tbody', {}, r.requests.map((q) => h('tr', { 'data-request': q.id },
+        h('td', {}, q.kind === 'daily' ? `${q.period} 信息报送` : '总结评估'),
+        h('td', {}, when(q.due_at)),
+        h('td', {}, `${q.reported} / ${q.expected}`),
+        h('td', { class: q.missing.length ? 'chain-open' : 'chain-done' }, q.missing.map((m) => m.unit_name).join('、') || '全部已报'),
+        h('td', {}, q.kind !== 'daily' ? '—' : ['pdf', 'docx', 'csv'].map((f) => docButton(
+          `/v1/events/${encodeURIComponent(ev.id)}/daily-report?date=${q.period}&format=${f}`,
+          `daily-report-${ev.chain_id}-${q.period}.${f}`, f === 'docx' ? 'Word' : f.toUpperCase()))))))));
+  } catch (err) {
+    clear(el, alertBox(err));
+  }
+}
+
+function docButton(path, name, label) {
+  return h('button', { type: 'button', class: 'btn btn-small', 'data-doc': path, onclick: () => download(path, name) }, label);
+}
+
+// the documents need the bearer token, so they are fetched and handed to the browser as a file
+async function download(path, name) {
+  try {
+    const r = await fetch(path, { headers: { Authorization: `Bearer ${auth.token}` }, cache: 'no-store' });
+    if (!r.ok) throw new Error(`${r.status} ${(await r.json().catch(() => null))?.error?.message || r.statusText}`);
+    const url = URL.createObjectURL(await r.blob());
+    const a = h('a', { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 30000);
+  } catch (err) {
+    toast(`文档下载失败：${err.message}`, 'error');
+  }
 }
 
 function fact(k, v) { return h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, v || '—')); }

@@ -52,12 +52,13 @@ export const DELIVERY = {
   failed: { icon: '✗', text: '失败' }, cancelled: { icon: '⊘', text: '已取消' },
   expired: { icon: '◷', text: '已过期' },
 };
-export const VIA = { voice: '语音按键', sms: '短信回复', link: '签收链接', phone: '电话代签', console: '控制台', api: '接口' };
+export const VIA = { voice: '语音按键', sms: '短信回复', link: '签收链接', phone: '电话代签', console: '控制台', api: '接口', report: '填报' };
 export const ESCALATION = { repeat_voice: '重拨语音电话', notify_hq_office: '通报县指挥部办公室' };
 export const AUDIT = {
   event_accepted: '接收事件', event_cancelled: '取消事件', ack: '签收', escalation_step: '升级催办',
   public_message_requested: '申请公众信息', public_message_approved: '批准公众信息',
   public_message_rejected: '驳回公众信息', public_message_expired: '公众信息草稿过期', config_reloaded: '重新加载配置',
+  report_filed: '信息报送',
   roster_changed: '更新通讯录',
 };
 export const PM_STATE = {

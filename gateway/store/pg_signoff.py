@@ -45,6 +45,7 @@ async def release(c: Conn, event_id: str, by: str, at: float, ref: str | None, s
     shift = max(0.0, at - float(ev["accepted_at"]))
     n = affected(await c.execute(so.PG["release"], at, shift, at, at, event_id))
     await c.execute(so.PG["release_acks"], shift, shift, event_id)
+    await c.execute(so.PG["status_due"], so.STATUS_STEP, event_id, event_id)
     await notify(c)
     return Released(event_id, n, new_state)
 

@@ -19,7 +19,8 @@ from gateway.store.records import NewEvent, Released
 
 _SQL = {
     "insert": "INSERT INTO signoffs (event_id, level, submitter, state, created_at, expires_at, next_notify_at,"
-              " asked, decided_by, decided_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9})",
+              " asked, decided_by, decided_at, notice_step)"
+              " VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10})",
     "sign": "UPDATE signoffs SET state={0}, decided_by={1}, decided_at={2}, ref={3}, next_notify_at=NULL"
             " WHERE event_id={4} AND state='pending' AND expires_at>={5}",
     "event": "SELECT type, chain_id, supersedes, accepted_at FROM events WHERE id={0}",
@@ -35,6 +36,9 @@ _SQL = {
                " accepted_at={2}, created_at={3} WHERE event_id={4} AND status='held'",
     "release_acks": "UPDATE unit_acks SET deadline=deadline+{0},"
                     " next_escalation_at=CASE WHEN required=1 THEN deadline+{1} ELSE NULL END WHERE event_id={2}",
+    # after release the row waits for the status report due at the first ack deadline
+    "status_due": "UPDATE signoffs SET notice_step={0}, next_notify_at=(SELECT MIN(deadline) FROM unit_acks"
+                  " WHERE event_id={1} AND required=1) WHERE event_id={2}",
     "decide": "UPDATE signoffs SET state={0}, decided_by={1}, decided_at={2}, reason={3}, next_notify_at=NULL"
               " WHERE event_id={4} AND state='pending'",
     "cancel_held": "UPDATE deliveries SET status='cancelled', reason='cancelled', last_error={0}, finished_at={1}"
@@ -43,23 +47,27 @@ _SQL = {
     "cancel": "UPDATE signoffs SET state='cancelled', decided_by={0}, decided_at={1}, next_notify_at=NULL"
               " WHERE event_id={2} AND state='pending'",
     "expired": "SELECT event_id FROM signoffs WHERE state='pending' AND expires_at<{0}",
-    "due": "SELECT s.*, e.type, e.status FROM signoffs s JOIN events e ON e.id=s.event_id WHERE s.state='pending'"
+    "due": "SELECT s.*, e.type, e.status FROM signoffs s JOIN events e ON e.id=s.event_id"
+           " WHERE s.state IN ('pending','signed','released')"
            " AND s.next_notify_at IS NOT NULL AND s.next_notify_at<={0} ORDER BY s.next_notify_at LIMIT {1}",
     "lease": "UPDATE signoffs SET next_notify_at={0} WHERE event_id={1}",
     "advance": "UPDATE signoffs SET notice_step={0}, next_notify_at={1}, asked={2}"
-               " WHERE event_id={3} AND notice_step={4} AND state='pending'",
+               " WHERE event_id={3} AND notice_step={4} AND state IN ('pending','signed','released')",
     "get": "SELECT * FROM signoffs WHERE event_id={0}",
     "list": "SELECT * FROM signoffs ORDER BY created_at DESC LIMIT {0}",
     "list_state": "SELECT * FROM signoffs WHERE state={0} ORDER BY created_at DESC LIMIT {1}",
 }
-SQLITE = {k: v.format(*["?"] * 10) for k, v in _SQL.items()}
-PG = {k: v.format(*[f"${i}" for i in range(1, 11)]) for k, v in _SQL.items()}
+SQLITE = {k: v.format(*["?"] * 11) for k, v in _SQL.items()}
+PG = {k: v.format(*[f"${i}" for i in range(1, 12)]) for k, v in _SQL.items()}
 
 
 def is_held(event: NewEvent) -> bool:
     """The event waits for its sign-off (its deliveries `held`), rather than being released by
     its source at intake (`state: released`, recorded all the same)."""
     return event.signoff is not None and event.signoff.get("state", "pending") == "pending"
+
+
+STATUS_STEP = 100  # the notice step of a released warning: its status report after the ack window
 
 
 def final_state(event_type: str) -> str:
@@ -71,10 +79,11 @@ def insert_args(event: NewEvent) -> tuple[Any, ...]:
     s = event.signoff or {}
     state = s.get("state", "pending")
     released = state != "pending"
+    # a released warning's notices start at its status report (`next_notify_at`: the first ack deadline)
     return (event.id, s.get("level", event.level), s.get("submitter", event.principal), state, event.accepted_at,
-            float(s.get("expires_at", event.accepted_at)), None if released else s.get("next_notify_at"),
+            float(s.get("expires_at", event.accepted_at)), s.get("next_notify_at"),
             json.dumps(list(s.get("asked", ()))), s.get("decided_by") if released else None,
-            event.accepted_at if released else None)
+            event.accepted_at if released else None, STATUS_STEP if released else 0)
 
 
 def row_of(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,6 +134,7 @@ def sqlite_release(c: sqlite3.Connection, event_id: str, by: str, at: float, ref
     shift = max(0.0, at - ev["accepted_at"])
     n = c.execute(SQLITE["release"], (at, shift, at, at, event_id)).rowcount
     c.execute(SQLITE["release_acks"], (shift, shift, event_id))
+    c.execute(SQLITE["status_due"], (STATUS_STEP, event_id, event_id))
     return Released(event_id, int(n), new_state)
 
 

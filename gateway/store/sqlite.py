@@ -179,22 +179,9 @@ class SqliteStore(SqliteReports):
                     event.policy_version, json.dumps(list(event.escalation)),
                 ),
             )
-            c.executemany(
-                "INSERT INTO deliveries (id, event_id, chain_id, chain_seq, unit_id, unit_name, channel,"
-                " address, endpoint_key, text, payload, status, max_attempts, priority, next_attempt_at,"
-                " deadline, cause_id, level, event_status, accepted_at, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                # a generator, not a list: 100,000 rows of parameters held at once were ~20 MiB
-                (
-                    (
-                        d.id, event.id, chain_id, chain_seq, d.unit_id, d.unit_name, d.channel, d.address,
-                        d.endpoint_key, d.text, d.payload, "held" if held else "pending", d.max_attempts, d.priority,
-                        max(d.not_before, event.accepted_at), d.deadline, d.cause_id, event.level,
-                        event.status, event.accepted_at, event.accepted_at,
-                    )
-                    for d in deliveries
-                ),
-            )
+            # with a hand-off, its first deliveries are inserted leased: no UPDATE and no re-read
+            handoff = None if held else claim
+            leased = tx_.insert_deliveries(c, event, chain_id, chain_seq, deliveries, held=held, claim=handoff)
             c.executemany(
                 "INSERT INTO unit_acks (event_id, unit_id, unit_name, required, deadline, next_escalation_at)"
                 " VALUES (?,?,?,?,?,?)",
@@ -206,12 +193,7 @@ class SqliteStore(SqliteReports):
             if event.audit is not None:
                 flow_.append_audit(c, event.accepted_at, event.principal, "event_accepted", event.id,
                                    dict(event.audit))
-            if claim is None or claim.limit <= 0 or not deliveries or held:
-                return []
-            now = max(claim.now, event.accepted_at)  # the new rows are due from accepted_at
-            return tx_.claim(c, now=now, limit=claim.limit, lease_until=now + claim.lease_for,
-                             worker_id=claim.worker_id, token=common.new_token(), exclude=claim.exclude,
-                             event_id=event.id)
+            return leased
 
         return await self._run(tx, durable=True)
 

@@ -93,6 +93,16 @@ async def test_record_event_hands_off_leased_deliveries_of_that_event_only(store
     assert no_room == [] and await status_of(store, "e3-u1") == ("pending", None, 0)
 
 
+async def test_a_hand_off_never_overtakes_its_units_earlier_delivery_still_in_flight(store: Store) -> None:
+    await store.record_event(ev("first"), [dl("f-u1", "u1"), dl("f-u2", "u2")], [])
+    assert set(await claim(store, limit=1)) == {"f-u1"}  # u1's first delivery is in flight
+    got = await store.record_event(ev("second", supersedes="first", at=T0 + 1), [dl("s-u1", "u1"), dl("s-u2", "u2")],
+                                   [], claim=Claim(now=T0 + 1, limit=5, lease_for=30, worker_id=W))
+    assert [i.id for i in got] == ["s-u2"]  # u1 waits until "f-u1" is finished
+    assert await status_of(store, "s-u1") == ("pending", None, 0)
+    assert await status_of(store, "f-u2") == ("cancelled", "superseded", 0)
+
+
 async def test_defer_endpoint_moves_only_that_endpoints_queued_rows(store: Store) -> None:
     await store.record_event(ev(), [dl("dead-1", "u1", key="webhook:dead"), dl("dead-2", "u2", key="webhook:dead"),
                                     dl("dead-late", "u3", key="webhook:dead", not_before=T0 + 100),

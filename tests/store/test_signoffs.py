@@ -9,11 +9,13 @@ import asyncio
 import dataclasses
 
 from gateway.store.ports import Store
+from gateway.store.records import NewEvent
+from gateway.store.signoffs import STATUS_STEP
 from tests.store.helpers import T0, ack, claim, dl, ev, status_of
 
 
 def draft(eid: str = "d1", *, supersedes: str | None = None, kind: str = "warning.issued", at: float = T0,
-          expires: float = T0 + 3600):
+          expires: float = T0 + 3600) -> NewEvent:
     return dataclasses.replace(ev(eid, supersedes=supersedes, kind=kind, at=at), signoff={
         "state": "pending", "level": "red", "submitter": "writer", "asked": [], "expires_at": expires,
         "next_notify_at": at})
@@ -101,6 +103,11 @@ async def test_notices_are_leased_and_advanced_once(store: Store, second: Store)
     assert await store.claim_signoff_notices(now=T0 + 899, limit=10, lease_for=30) == []
     assert [r["event_id"] for r in await store.claim_signoff_notices(now=T0 + 900, limit=10, lease_for=30)] == ["d1"]
     await store.release_event("d1", by="commander", at=T0 + 901, ref=None)
+    # signed: the next notice is the status report, due at the first ack deadline (moved on by the wait)
+    assert await store.claim_signoff_notices(now=T0 + 1500, limit=10, lease_for=30) == []
+    due = await store.claim_signoff_notices(now=T0 + 1501, limit=10, lease_for=30)
+    assert [(r["event_id"], r["notice_step"], r["state"]) for r in due] == [("d1", STATUS_STEP, "signed")]
+    assert await store.advance_signoff_notice("d1", step=STATUS_STEP, next_at=None, asked=[])
     assert await store.claim_signoff_notices(now=T0 + 10_000, limit=10, lease_for=30) == []
 
 
@@ -112,4 +119,4 @@ async def test_a_release_by_a_trusted_source_is_recorded_and_sends_at_once(store
     assert ev_["state"] == "active" and ev_["signoff"]["state"] == "released"
     assert ev_["signoff"]["decided_by"] == "cap:city-platform"
     assert set(await claim(store)) == {"a"}
-    assert await store.claim_signoff_notices(now=T0 + 10_000, limit=10, lease_for=30) == []
+    assert await store.claim_signoff_notices(now=T0 + 10_000, limit=10, lease_for=30) == []  # no ack deadline given

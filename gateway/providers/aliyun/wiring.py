@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +36,12 @@ from gateway.planner import LINK_VALIDITY
 from gateway.policy import load_policy
 from gateway.provider_metrics import ProviderMetrics
 from gateway.providers.aliyun.receipts import AliyunReceipts
-from gateway.providers.registry import PROVIDERS
 from gateway.render import LEVELS, sms_segments
 from gateway.templates_cn import check_template_mapping, fill, rendered_text, resolve
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
+    from gateway.providers.base import Provider
 
 log = logs.get("gateway.aliyun")
 
@@ -125,7 +126,8 @@ def _aliyun_config(gw: Gateway) -> AliyunConfig:
                         called_show_number=ali.called_show_number, play_times=ali.play_times)
 
 
-async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot]) -> dict[str, ChannelSlot]:
+async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot],
+                         providers: Sequence[Provider]) -> dict[str, ChannelSlot]:
     """The `sms` and `voice` slots as failover channels (replacing the plain ones of providers
     that have them, e.g. Twilio's).
 
@@ -143,12 +145,12 @@ async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot]) -> dict[str
         api = AliyunApi(_aliyun_config(gw))
         ali_sms = AliyunSms(api.config, api=api)
         adapters.update({("aliyun", "sms"): ali_sms, ("aliyun", "voice"): AliyunVoice(api.config, api=api)})
-    for p in PROVIDERS:  # the plain slots already built, e.g. Twilio's
+    for p in providers:  # the plain slots already built, e.g. Twilio's
         for kind in failover.KINDS:
             if kind in p.kinds and not p.failover_only and p.enabled(gw.config) and kind in slots:
                 adapters[(p.name, kind)] = slots[kind].channel
     metrics = ProviderMetrics(gw.metrics.registry)
-    composites = failover.composites(gw.config, adapters, observer=metrics)
+    composites = failover.composites(gw.config, providers, adapters, observer=metrics)
     for kind, composite in composites.items():
         metrics.register(kind, composite.providers)
     token = os.environ.get(cfg.aliyun.receipt_token_env or "", "") or None
@@ -156,7 +158,7 @@ async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot]) -> dict[str
         logs.register_secret(token)
     receipts = AliyunReceipts(gw, sms=ali_sms, composites=composites, token=token)
     gw.extras.update(aliyun_receipts=receipts, provider_metrics=metrics, failover=composites)
-    out = failover.slots(gw.config, composites, enrich=TemplateContexts(gw).meta_for, track=receipts.track)
+    out = failover.slots(gw.config, providers, composites, enrich=TemplateContexts(gw).meta_for, track=receipts.track)
     for kind, composite in composites.items():
         log.info("failover_channel_built", channel=kind, providers=composite.providers)
     _start_receipts(gw, receipts, ali_sms is not None)

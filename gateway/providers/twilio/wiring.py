@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,11 @@ from channels.twilio import TwilioApi, TwilioConfig, TwilioSms, TwilioVoice
 from gateway import logs
 from gateway.dispatcher import ChannelSlot
 from gateway.ratelimit import TokenBucket
+from gateway.store.base import OutboxItem
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
+    from gateway.providers.base import Provider
 
 log = logs.get("gateway.twilio")
 
@@ -59,7 +62,15 @@ def _credentials(gw: Gateway) -> tuple[str, str]:
     return sid, token
 
 
-async def build_twilio(gw: Gateway) -> dict[str, ChannelSlot]:
+def twilio_meta(base_url: str, item: OutboxItem) -> Mapping[str, str]:
+    """Where Twilio posts the status callbacks and a call's keypress, for every SMS and voice
+    delivery (also those a failover channel may hand to Twilio)."""
+    return {"status_callback": f"{base_url}/v1/callbacks/twilio/status",
+            "gather_action": f"{base_url}/v1/callbacks/twilio/voice/{item.id}"}
+
+
+async def build_twilio(gw: Gateway, slots: dict[str, ChannelSlot],
+                       providers: Sequence[Provider]) -> dict[str, ChannelSlot]:
     """Raises ValueError when real Twilio is enabled without credentials."""
     cfg = gw.config.channels.twilio
     if gw.config.sandbox.enabled:
