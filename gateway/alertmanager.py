@@ -241,8 +241,8 @@ async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str, rul
     # a rule marked auto_release is the operators' standing decision: no sign-off waits for it
     released_by = f"alertmanager:{alert.labels.get('alertname', '')}" if rule.auto_release else None
     try:
-        status, _ = await gw.submit(event, source="alertmanager", principal=principal, machine=True,
-                                    released_by=released_by)
+        status, _ = await gw.intake.submit(event, source="alertmanager", principal=principal, machine=True,
+                                           released_by=released_by)
     except Conflict:
         # the same id with other annotations: the other member of an HA pair won the race
         status = 200

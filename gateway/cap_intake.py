@@ -11,7 +11,6 @@ from gateway.cap_map import check_remit, check_supported, event_from_alert, find
 from gateway.cap_sig import check_signature
 from gateway.events import EventType
 from gateway.flows.errors import Invalid
-from gateway.flows.intake import unknown_lift
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -43,16 +42,16 @@ async def take_cap(gw: Gateway, raw: bytes, *, source: str, principal: str) -> t
         origin["references"] = [f"{r.sender},{r.identifier}" for r in alert.references]
         warnings.append(unknown_reference_warning(alert))
         if alert.msg_type == "Cancel":
-            return await unknown_lift(gw, subject=event_id_for(alert.identifier),
-                                      supersedes=event_id_for(alert.references[-1].identifier),
-                                      kind=EventType.WARNING_LIFTED.value, source=source, principal=principal,
-                                      origin=origin)
+            return await gw.intake.unknown_lift(subject=event_id_for(alert.identifier),
+                                                supersedes=event_id_for(alert.references[-1].identifier),
+                                                kind=EventType.WARNING_LIFTED.value, source=source,
+                                                principal=principal, origin=origin)
     event = event_from_alert(alert, cfg, ref)
     try:
         # the city platform decided already: its warnings go out without a sign-off here
         released_by = f"cap:{alert.sender}" if alert.sender in cfg.trusted_senders else None
-        return await gw.submit(event, source=source, principal=principal, origin=origin, warnings=warnings,
-                               machine=True, released_by=released_by)
+        return await gw.intake.submit(event, source=source, principal=principal, origin=origin,
+                                      warnings=warnings, machine=True, released_by=released_by)
     except Invalid as exc:
         if exc.code == "message_too_long" and alert.info is not None:
             exc.field = f"{alert.info.path}/description"  # name the CAP element, not the JSON field

@@ -22,13 +22,15 @@ from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.events import Event
+from gateway.flows import signoff
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation, escalation_loop
 from gateway.flows.fallback import Fallback
+from gateway.flows.intake import Intake
 from gateway.flows.people import PersonNotices, list_links
 from gateway.flows.receipts import ProviderReceipts, receipt_rules, receipt_timeouts
+from gateway.flows.signoff_reports import report_release
 from gateway.metrics import Metrics
 from gateway.policy import Policy, load_policy
 from gateway.providers.registry import delivery_meta
@@ -134,20 +136,6 @@ class Gateway:
                          {"roster_version": self.runtime.roster.version, "policy_version": self.runtime.policy.version})
 
     # ---- intake
-    async def submit(self, event: Event, *, source: str, principal: str, origin: dict[str, Any] | None = None,
-                     warnings: list[str] | None = None, machine: bool = False,
-                     released_by: str | None = None) -> tuple[int, dict[str, Any]]:
-        """Plan and durably record an event; (202, answer), or (200, answer) for a replay
-        (see gateway.flows.intake.submit for `origin`, `warnings`, `machine` and `released_by`).
-
-        Raises:
-            gateway.flows.errors.Conflict, Invalid: see `gateway.flows.intake.submit`.
-        """
-        from gateway.flows.intake import submit
-
-        return await submit(self, event, source=source, principal=principal, origin=origin, warnings=warnings,
-                            machine=machine, released_by=released_by)
-
     async def cancel(self, event_id: str, *, by: str) -> int:
         n = await self.store.cancel_event(event_id, at=time.time(), by=by)
         await self.audit(by, "event_cancelled", event_id, {"cancelled": n})
@@ -208,6 +196,10 @@ class Gateway:
             meta=lambda item: delivery_meta(base_url, item),
             on_failed=self.receipts.on_delivery_failed,
         )
+        self.intake = Intake(store=self.store, runtime=lambda: self.runtime, dispatcher=self.dispatcher,
+                             hold=lambda event, **kw: signoff.hold_for(self, event, **kw),
+                             report_release=lambda event_id, row: report_release(self, event_id, row), cap=cfg.cap,
+                             metrics=self.metrics, audit=self.audit)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
         self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))

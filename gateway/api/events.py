@@ -31,7 +31,7 @@ def parse_event(data: Any) -> Event:
 async def post_event(request: web.Request) -> web.Response:
     principal = require(request, "events:write")
     event = parse_event(await read_json(request))
-    status, answer = await gw(request).submit(event, source="api", principal=principal.name)
+    status, answer = await gw(request).intake.submit(event, source="api", principal=principal.name)
     return json_response(answer, status=status)
 
 

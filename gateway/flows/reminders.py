@@ -66,12 +66,10 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
     chain = hashlib.sha256(head["chain_id"].encode()).hexdigest()[:16]
     if spec.action == "rebroadcast_public":
         return await _rebroadcast(gw, head, slot, chain)
-    from gateway.flows.intake import submit
-
     reminder = Event(id=f"rem:{chain}:{spec.name}:{slot}", type=EventType.REPORT_REQUESTED, status=event.status,
                      area=event.area, headline=spec.headline)
     try:
-        status, _ = await submit(gw, reminder, source="reminder", principal="scheduler")
+        status, _ = await gw.intake.submit(reminder, source="reminder", principal="scheduler")
         if spec.daily_at is not None:  # a daily report (信息报送): tracked until its deadline
             await _track_daily(gw, reminder.id or "", head, event, slot)
     except DomainError as exc:

@@ -159,10 +159,8 @@ async def request_summaries(gw: Gateway, now: float) -> int:
         headline = spec.summary_headline.format(due=f"{_md(due)}{_hm(due)}")
         event = Event(id=request_id, type=EventType.REPORT_REQUESTED, status=Status(head["status"]),
                       headline=headline)
-        from gateway.flows.intake import submit
-
         try:
-            await submit(gw, event, source="schedule", principal="scheduler")
+            await gw.intake.submit(event, source="schedule", principal="scheduler")
             await reports.register(gw, request_id=request_id, chain_id=head["chain_id"], kind="summary",
                                    period=lift_day.isoformat(), due_at=due, level=level, status=head["status"])
         except DomainError as exc:
