@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.api.openapi import document
+from gateway.api.schemas import REQUESTS, RESPONSES, EventAccepted, EventDetail, EventSummary, Readiness
 from gateway.config import Config
 from gateway.daemon import Gateway
 from tests.conftest import DaemonFactory
-from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon
+from tests.support.daemon import ALL_ROLES_POLICY, TOKENS, Daemon, all_terminal
 from tests.support.receiver import Receiver
-from tests.test_core_api import webhook_config
+from tests.test_core_api import ORANGE, webhook_config
 
 # design.md section 5, row by row: the contract the document must describe
 DESIGN = {
@@ -82,6 +83,30 @@ def test_document_is_well_formed() -> None:
         if "(scope `" in op["summary"]:
             assert "403" in op["responses"], op["operationId"]
     json.dumps(doc)
+
+
+def test_component_schemas_are_the_models() -> None:
+    schemas = document()["components"]["schemas"]
+    for model, name in REQUESTS.items():  # as the handlers validate them
+        assert set(schemas[name]["properties"]) == set(model.model_json_schema(by_alias=True)["properties"]), name
+        assert schemas[name].get("required", []) == model.model_json_schema().get("required", []), name
+    for model in RESPONSES:
+        generated = model.model_json_schema(mode="serialization", by_alias=True)
+        assert set(schemas[model.__name__]["properties"]) == set(generated["properties"]), model.__name__
+    assert schemas["Event"]["additionalProperties"] is False  # extra="forbid" on the model
+    assert schemas["Event"]["properties"]["level"]["anyOf"][0] == {"$ref": "#/components/schemas/Level"}
+
+
+async def test_real_answers_fit_the_response_models(receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory(webhook_config(receiver), ALL_ROLES_POLICY)
+    status, answer = await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "fit-1"})
+    assert status == 202 and EventAccepted.model_validate(answer).deliveries == answer["deliveries"] > 0
+    detail = EventDetail.model_validate(await d.wait_event("fit-1", all_terminal))
+    assert detail.id == "fit-1" and detail.state == "active" and detail.deliveries
+    status, listed = await d.call("GET", "/v1/events")
+    assert status == 200 and [EventSummary.model_validate(e).id for e in listed["events"]] == ["fit-1"]
+    status, ready = await d.call("GET", "/readyz", token=None)
+    assert status == 200 and Readiness.model_validate(ready).status == "ready"
 
 
 async def test_served_without_a_token(receiver: Receiver, daemon_factory: DaemonFactory) -> None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
-from gateway.api.openapi import EVENT_STATES
+from gateway.api.schemas import EVENT_STATES
 from gateway.events import Event
 from gateway.flows.errors import validation_error
 from gateway.store.base import UnknownEvent

@@ -1,4 +1,5 @@
-"""`GET /openapi.json`: the OpenAPI 3.1 description of design.md section 5, built once in Python.
+"""`GET /openapi.json`: the OpenAPI 3.1 description of design.md section 5, built once in Python;
+its component schemas come from the pydantic models (gateway/api/schemas.py).
 
 tests/test_openapi.py keeps it true: every route the app registers is described here, and
 schemathesis fuzzes the live daemon against it.
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.events import EventType, Level, Status
+from gateway.api.schemas import EVENT_STATES, component_schemas
 
 routes = web.RouteTableDef()
 
@@ -24,8 +25,6 @@ _ERRORS = {400: "malformed request or parameter", 401: "no or bad token", 403: "
            404: "no such resource", 409: "idempotency or state conflict", 413: "body over the configured limit",
            415: "unsupported content type", 422: "valid syntax, invalid content"}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-# pending_signoff until signed; a draft that is never signed ends rejected or expired
-EVENT_STATES = ("pending_signoff", "active", "superseded", "ended", "cancelled", "rejected", "expired")
 
 
 def _ref(name: str) -> Schema:
@@ -57,92 +56,6 @@ _TIME = _str(format="date-time")
 _NTIME = _nullable(_TIME)
 _NSTR = _nullable(_str())
 _INT = {"type": "integer", "minimum": 0}
-
-
-def _schemas() -> dict[str, Schema]:
-    levels = [lv.value for lv in Level]
-    return {
-        "Error": _obj({"error": _obj({"code": _str(pattern="^[a-z0-9_]+$"), "message": _str(),
-                                      "field": _str(description="JSON path, query parameter or CAP element path")},
-                                     ("code", "message"))}, ("error",), closed=True),
-        "Measure": _obj({"category": _str(minLength=1, maxLength=32), "text": _str(minLength=1, maxLength=500)},
-                        ("category", "text"), closed=True),
-        "Event": _obj({
-            "id": _str(minLength=1, maxLength=128, pattern=r"^[A-Za-z0-9._:\-]+$",
-                       description="client key for idempotency; generated if absent"),
-            "type": {"enum": [t.value for t in EventType]},
-            "level": {"enum": [*levels, None], "description": "required for warning.* except lifted"},
-            "status": {"enum": [s.value for s in Status], "default": "actual"},
-            "supersedes": _nullable(_str(minLength=1, maxLength=128)),
-            "area": _str(maxLength=100, default="泽州县"),
-            "valid_from": _NTIME, "valid_until": {**_NTIME, "description": "null: 另行通知 (until further notice)"},
-            "headline": _nullable(_str(maxLength=200)), "body": _nullable(_str(maxLength=2000)),
-            "measures": _array(_ref("Measure"), maxItems=50),
-            "audience": _nullable(_obj({k: _array(_str()) for k in ("roles", "groups", "units")}, closed=True)),
-            "issued_by": _nullable(_obj({"org": _str(maxLength=100), "doc_no": _str(maxLength=100)}, closed=True)),
-        }, ("type",), closed=True),
-        "EventAccepted": _obj({"event_id": _nullable(_str(description="null: a CAP Cancel of a message never "
-                                                                  "received, recorded as a no-op")),
-                               "deliveries": _INT, "units": _INT,
-                               "links": _obj({"self": _str()}, ("self",)), "warnings": _array(_str()),
-                               "origin": {"type": "object", "description": "machine intake: CAP version, sender, "
-                                          "verified signer, unknown references"},
-                               "recorded": _str(description="the no-op's audit subject"),
-                               "state": {"const": "pending_signoff", "description": "held until an HQ leader "
-                                         "signs it (POST /v1/events/{id}/sign): nothing is sent before"}},
-                              ("event_id", "deliveries")),
-        "EventSummary": _obj({
-            "id": _str(), "type": _str(), "level": _nullable(_str()), "status": _str(),
-            "state": {"enum": list(EVENT_STATES)}, "supersedes": _NSTR,
-            "chain_id": _str(), "source": _str(), "submitted_by": _str(), "accepted_at": _TIME,
-            "valid_until": _NTIME, "headline": _NSTR, "area": _NSTR, "summary": {"type": "object"},
-        }, ("id", "type", "status", "state", "accepted_at")),
-        "Delivery": _obj({
-            "id": _str(), "unit_id": _str(), "unit_name": _str(), "channel": _str(),
-            "address": _str(description="masked"),
-            "status": {"enum": ["held", "pending", "leased", "sent", "delivered", "failed", "cancelled", "expired"],
-                       "description": "held: waiting for the warning's sign-off"},
-            "attempts": _INT, "last_error": _NSTR, "sent_at": _NTIME, "delivered_at": _NTIME, "acked_at": _NTIME,
-        }, ("id", "unit_id", "channel", "status", "attempts")),
-        "EventDetail": {"allOf": [_ref("EventSummary"), _obj({
-            "event": {"type": "object"}, "summary": {"type": "object"}, "units": _array({"type": "object"}),
-            "origin": {"type": ["object", "null"], "description": "machine intake: CAP version, sender, "
-                       "verified signer, unknown references"},
-            "signoff": {"type": ["object", "null"], "description": "the sign-off (签发) of a warning that "
-                        "needed one: state, level, submitter, asked, decided_by, decided_at, ref (文号), reason"},
-            "deliveries": _array(_ref("Delivery"))}, ("event", "summary", "units", "deliveries"))]},
-        "PublicMessageRequest": _obj({"event_id": _str(minLength=1, maxLength=128), "text": _str(
-            minLength=1, maxLength=500), "units": _array(_str(), description="a subset of the policy's public "
-                                                          "targets; default all of them")},
-                                     ("event_id", "text"), closed=True),
-        "PublicMessage": _obj({
-            "id": _str(), "event_id": _str(), "text": _str(), "units": _array(_str()),
-            "state": _str(description="pending_approval, then approved (dispatched), rejected or expired"),
-            "requester": _str(), "approver": _NSTR, "reason": _NSTR, "created_at": _TIME, "expires_at": _NTIME,
-            "decided_at": _NTIME, "deliveries": _array(_ref("Delivery"))}, ("id", "event_id", "state", "requester")),
-        "AckRequest": _obj({"via": {"enum": ["phone", "console", "api"]}, "note": _str(maxLength=200)}),
-        "AckResult": _obj({"event_id": _str(), "unit_id": _str(), "first": {"type": "boolean"},
-                           "acknowledged": {"type": "boolean"}, "note": _NSTR},
-                          ("event_id", "unit_id", "first", "acknowledged")),
-        "TwilioForm": _obj({k: _str() for k in ("AccountSid", "MessageSid", "MessageStatus", "CallSid",
-                                                "CallStatus", "ErrorCode", "Digits", "From", "To", "Body")}),
-        "AlertmanagerAlert": _obj({
-            "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object",
-                                                                   "additionalProperties": _str()},
-            "annotations": {"type": "object", "additionalProperties": _str()}, "startsAt": _TIME,
-            "endsAt": _NTIME, "generatorURL": _str(), "fingerprint": _str(pattern="^[A-Za-z0-9]{1,64}$")},
-            ("status", "labels", "startsAt", "fingerprint")),
-        "AlertmanagerPayload": _obj({
-            "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": _str(),
-            "groupKey": _str(), "truncatedAlerts": _INT, "groupLabels": {"type": "object"},
-            "commonLabels": {"type": "object"}, "commonAnnotations": {"type": "object"}, "externalURL": _str(),
-            "alerts": _array(_ref("AlertmanagerAlert"), maxItems=1000)}, ("version", "status", "alerts")),
-        "AlertmanagerResult": _obj({"receiver": _str(), "results": _array(_obj({
-            "fingerprint": _str(), "status": _str(), "outcome": {"enum": ["created", "replayed", "ignored",
-                                                                          "rejected"]},
-            "event_id": _str(), "type": _str(), "detail": _str(), "error": {"type": "object"}},
-            ("fingerprint", "status", "outcome")))}, ("results",)),
-    }
 
 
 def _content(schema: Schema, *types: str, example: Any = None) -> dict[str, Any]:
@@ -282,8 +195,7 @@ def _public() -> dict[str, Any]:
             {200: pm}, scope="public:approve", params=[pm_id], errors=(404, 409, 422))},
         "/v1/public-messages/{id}/reject": {"post": _op(
             "rejectPublicMessage", "Reject with a reason", {200: pm}, scope="public:approve", params=[pm_id],
-            body={"required": True, "content": _content(_obj({"reason": _str(minLength=1, maxLength=500)},
-                                                             ("reason",), closed=True))},
+            body=_json_body("PublicMessageDecision"),
             errors=(*_BODY_ERRORS, 404, 409))},
         "/v1/public-messages/{id}": {"get": _op(
             "getPublicMessage", "State, requester, approver, deliveries", {200: pm}, scope="events:read",
@@ -386,12 +298,10 @@ def _console() -> dict[str, Any]:
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once; it describes the contract, not the config)."""
-    schemas = _schemas()
+    schemas = component_schemas()
     from gateway.api.reports_openapi import _schemas as report_schemas
 
     schemas |= report_schemas()
-    schemas["Readiness"] = _obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {
-        "type": "object", "additionalProperties": {"type": "boolean"}}}, ("status", "checks"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Zezhou emergency notification gateway", "version": "1",
