@@ -114,7 +114,7 @@ export async function renderRoster(root, state) {
   filter.addEventListener('input', fill);
   fill();
   const office = state.can('roster:write') ? h('div', { class: 'roster-office', id: 'roster-office' },
-    h('label', { class: 'btn', style: 'display:inline-block;width:auto' }, '上传通讯录（XLSX / CSV / YAML）',
+    h('label', { class: 'btn upload' }, '上传通讯录（XLSX / CSV / YAML）',
       h('input', { type: 'file', id: 'roster-upload', accept: '.xlsx,.csv,.yaml,.yml', hidden: true,
         onchange: (e) => { if (e.target.files[0]) upload(e.target.files[0], root, state); } })),
     ' ', h('button', { type: 'button', class: 'btn', id: 'roster-download', onclick: () => download('xlsx') }, '下载通讯录（XLSX）'),
