@@ -89,3 +89,36 @@ async def test_the_summary_request_after_a_lift_skips_the_national_day_holiday(
         for x in r.received), timeout=15)
     _, again = await d.call("GET", "/v1/events/c-sum/reports", token="reader")
     assert [r["kind"] for r in again["requests"]] == ["summary"]  # asked once
+
+
+async def test_two_instances_on_postgresql_take_each_step_once(
+        receiver: Receiver, daemon_factory: DaemonFactory, tmp_path: Path) -> None:
+    from tests.reports_support import report_policy
+    from tests.support.pg import throwaway_database
+    from tests.test_core_api import webhook_config
+
+    with throwaway_database("gw_reports") as (_, url):
+        clock = tmp_path / "clock"
+        set_clock(clock, tomorrow_at("11:59"))
+        cfg = webhook_config(receiver, dispatch={"reminder_check_seconds": 0.2}, store={"url": url})
+        # instances of one cluster share the link secret: a link made by one opens on the other
+        env = {"GATEWAY_TEST_CLOCK": str(clock), "GATEWAY_ACK_SECRET": "cluster-link-secret-0123456789"}
+        d1 = await daemon_factory(cfg, report_policy(), name="gw1", env=env)
+        d2 = await daemon_factory(cfg, report_policy(), name="gw2", env=env)
+        urls = await issue_and_request(d1, receiver, clock, "pg-chain")
+        assert len([x for x in receiver.received if "/r/" in str((x.json or {}).get("text", ""))]) == len(REPORTERS)
+        answers = {"a.measures": "done", "a.cleaning": "done", "a.burning": "done", "a.curtail": "done",
+                   "text": "已落实"}
+        # the link made by one instance opens on the other, the moment the unit receives it
+        status, page = await _form(urls["township_xiacun"].replace(d1.url, d2.url), answers)
+        assert status == 200, page
+        set_clock(clock, tomorrow_at("13:30"))
+        await receiver.wait_for(lambda r: len(payloads(r, "report_reminder")) >= 2, timeout=15)
+        set_clock(clock, tomorrow_at("14:00"))
+        await receiver.wait_for(lambda r: bool(payloads(r, "report_missing")), timeout=15)
+        await asyncio.sleep(1.5)  # both instances ran several rounds meanwhile
+        assert sorted(u for u, _ in payloads(receiver, "report_reminder")) == [
+            "county_housing_construction_bureau", "township_dadonggou"]
+        assert [u for u, _ in payloads(receiver, "report_missing")] == [OFFICE]
+        await d1.stop()
+        await d2.stop()

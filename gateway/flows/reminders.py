@@ -69,9 +69,9 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
     reminder = Event(id=f"rem:{chain}:{spec.name}:{slot}", type=EventType.REPORT_REQUESTED, status=event.status,
                      area=event.area, headline=spec.headline)
     try:
-        status, _ = await gw.intake.submit(reminder, source="reminder", principal="scheduler")
         if spec.daily_at is not None:  # a daily report (信息报送): tracked until its deadline
-            await _track_daily(gw, reminder.id or "", head, event, slot)
+            await _track_daily(gw, reminder, head, event, slot)
+        status, _ = await gw.intake.submit(reminder, source="reminder", principal="scheduler")
     except DomainError as exc:
         log.error("reminder_rejected", chain_id=head["chain_id"], reminder=spec.name, error=exc.message)
         return 0
@@ -81,17 +81,17 @@ async def _send_round(gw: Gateway, spec: ReminderSpec, head: dict[str, Any], eve
     return 0
 
 
-async def _track_daily(gw: Gateway, request_id: str, head: dict[str, Any], event: Event, slot: str) -> None:
-    """Record the daily report request of the round (idempotent, so a replayed round after a
-    crash between the two steps records it then).
+async def _track_daily(gw: Gateway, request: Event, head: dict[str, Any], event: Event, slot: str) -> None:
+    """Record the daily report request of the round before it is sent (idempotent: a round
+    repeated after a crash finds it recorded).
 
     Raises:
-        NotFound: the request event vanished (never, once intake accepted it).
+        Invalid: the request cannot be planned (intake would refuse it too).
     """
     from gateway.flows import reports
 
     day = datetime.strptime(slot.removeprefix("d"), "%Y%m%d").date()
-    await reports.register(gw, request_id=request_id, chain_id=head["chain_id"], kind="daily",
+    await reports.register(gw, request=request, chain_id=head["chain_id"], kind="daily",
                            period=day.isoformat(),
                            due_at=reports.at_beijing(day, gw.runtime.policy.model.reports.daily_due),
                            level=head["level"], status=event.status.value)

@@ -23,7 +23,7 @@ from gateway.flows import reports
 from gateway.flows.errors import DomainError
 from gateway.logs import get as get_logger
 from gateway.render import BEIJING, DRILL_MARK, DRILL_SPOKEN
-from gateway.store.records import PlannedDelivery, ReportRequest
+from gateway.store.records import PlannedDelivery, ReportRequest, UnknownEvent
 
 if TYPE_CHECKING:
     from contacts.model import Unit
@@ -149,7 +149,7 @@ async def request_summaries(gw: Gateway, now: float) -> int:
         if lifted < time.time() - LIFT_WINDOW or head["state"] == "cancelled":
             continue
         request_id = f"sum:{reports.chain_digest(head['chain_id'])}"
-        if await gw.store.report_request(request_id=request_id) is not None:
+        if await _sent(gw, request_id):
             continue
         # the lift's day as the schedule sees it (the same day, bar downtime): the deadline counts from it
         lift_day = datetime.fromtimestamp(now, BEIJING).date()
@@ -160,14 +160,22 @@ async def request_summaries(gw: Gateway, now: float) -> int:
         event = Event(id=request_id, type=EventType.REPORT_REQUESTED, status=Status(head["status"]),
                       headline=headline)
         try:
-            await gw.intake.submit(event, source="schedule", principal="scheduler")
-            await reports.register(gw, request_id=request_id, chain_id=head["chain_id"], kind="summary",
+            await reports.register(gw, request=event, chain_id=head["chain_id"], kind="summary",
                                    period=lift_day.isoformat(), due_at=due, level=level, status=head["status"])
+            await gw.intake.submit(event, source="schedule", principal="scheduler")
         except DomainError as exc:
             log.error("summary_request_rejected", chain_id=head["chain_id"], error=exc.message)
             continue
         sent += 1
     return sent
+
+
+async def _sent(gw: Gateway, event_id: str) -> bool:
+    try:
+        await gw.store.get_event(event_id)
+    except UnknownEvent:
+        return False
+    return True
 
 
 async def schedule_once(gw: Gateway, now: float | None = None) -> int:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contacts.resolver import UnknownAudience
 from gateway import clock
+from gateway.events import Event
 from gateway.flows.errors import Conflict, Invalid, NotFound, validation_error
 from gateway.logs import get as get_logger
-from gateway.render import BEIJING
+from gateway.render import BEIJING, RenderError
 from gateway.report_policy import ReportAction, ReportForm
 from gateway.reportlinks import BadReportLink, request_key, unit_digest
 from gateway.store.records import ReportRequest, UnitReport, UnknownEvent
@@ -67,19 +69,24 @@ def working_days_after(day: date, n: int) -> date:
 _FIXED_HOLIDAYS = {(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)}
 
 
-async def register(gw: Gateway, *, request_id: str, chain_id: str, kind: str, period: str, due_at: float,
+async def register(gw: Gateway, *, request: Event, chain_id: str, kind: str, period: str, due_at: float,
                    level: str | None, status: str) -> ReportRequest:
-    """Record the request made by the report.requested event `request_id` (idempotent: the
-    first record stays); its units are the units that event reached.
+    """Record the request that the report.requested event `request` makes, before it is sent
+    (so a unit opening its link at once finds it); idempotent: the first record stays. Its units
+    are the units the event reaches, as the planner resolves them.
 
     Raises:
-        NotFound: no such event.
+        Invalid: the event cannot be planned (an unknown audience, a message over the SMS budget).
     """
+    request_id = request.id or ""
+    known = await gw.store.report_request(request_id=request_id)
+    if known is not None:
+        return known
     try:
-        view = await gw.store.get_event(request_id)
-    except UnknownEvent as exc:
-        raise NotFound("not_found", f"no event {request_id}") from exc
-    units = tuple((str(u["unit_id"]), str(u["unit_name"])) for u in view["units"])
+        plan = await gw.runtime.planner.plan(request, request_id, datetime.now(UTC))
+    except (UnknownAudience, RenderError) as exc:
+        raise Invalid("unplannable_request", f"the report request cannot be planned: {exc}") from exc
+    units = tuple(dict.fromkeys((a.unit_id, a.unit_name) for a in plan.acks))
     req = ReportRequest(id=request_id, key=request_key(request_id), chain_id=chain_id, kind=kind, period=period,
                         level=level, status=status, due_at=due_at, units=units, created_at=clock.now())
     if await gw.store.open_report_request(req):
