@@ -3,6 +3,7 @@ import { api, auth, clear, h, toast } from './util.js';
 import { renderBoard } from './board.js';
 import { renderIssue } from './issue.js';
 import { renderPublic } from './public.js';
+import { renderSignoff } from './signoff.js';
 import { renderAudit, renderOps, renderRoster } from './admin.js';
 
 export const state = {
@@ -16,6 +17,7 @@ const views = {
   board: () => renderBoard(byId('view-board'), state, app),
   issue: () => renderIssue(byId('view-issue'), state, app),
   public: () => renderPublic(byId('view-public'), state, app),
+  signoff: () => renderSignoff(byId('view-signoff'), state, app),
   ops: () => renderOps(byId('view-ops'), state),
   roster: () => renderRoster(byId('view-roster'), state),
   audit: () => renderAudit(byId('view-audit'), state),

@@ -3,6 +3,7 @@ import {
   CHANNELS, DELIVERY, ESCALATION, LEVELS, STATE, STATUS, TYPES, VIA,
   alertBox, api, auth, clear, clock, h, levelBadge, modal, toast, when,
 } from './util.js';
+import { pendingBanner } from './signoff.js';
 
 const REASONS = {
   rate_limited: '限流', server_error: '服务端错误', timeout: '超时', connection: '无法接通',
@@ -26,7 +27,7 @@ export function renderBoard(root, state, app) {
     clear(root, h('p', { class: 'alert alert-warn' }, '此令牌没有查看预警（events:read）的权限，请使用有相应权限的令牌。'));
     return;
   }
-  clear(root, h('div', { class: 'board' },
+  clear(root, pendingBanner(state, app), h('div', { class: 'board' },
     h('aside', { class: 'chains', 'aria-label': '预警' }, chainList(state, app)),
     h('div', { class: 'detail', id: 'detail' }, detail(state, app))));
 }

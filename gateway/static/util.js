@@ -44,10 +44,11 @@ export const TYPES = {
 export const CHAIN_TYPES = ['warning.upgraded', 'warning.downgraded', 'warning.extended', 'warning.lifted',
   'advisory.cancelled'];
 export const STATUS = { actual: '正式', exercise: '演练', test: '测试' };
-export const STATE = { active: '生效中', superseded: '已被替代', ended: '已结束', cancelled: '已取消' };
+export const STATE = { active: '生效中', superseded: '已被替代', ended: '已结束', cancelled: '已取消',
+  pending_signoff: '待签发', rejected: '已驳回', expired: '已过期' };
 export const CHANNELS = { sms: '短信', voice: '语音电话', webhook: '网络推送' };
 export const DELIVERY = {
-  pending: { icon: '○', text: '待发送' }, leased: { icon: '⇢', text: '发送中' },
+  held: { icon: '⏸', text: '待签发' }, pending: { icon: '○', text: '待发送' }, leased: { icon: '⇢', text: '发送中' },
   sent: { icon: '↗', text: '已发出' }, delivered: { icon: '✓', text: '已送达' },
   failed: { icon: '✗', text: '失败' }, cancelled: { icon: '⊘', text: '已取消' },
   expired: { icon: '◷', text: '已过期' },
@@ -60,6 +61,8 @@ export const AUDIT = {
   public_message_rejected: '驳回公众信息', public_message_expired: '公众信息草稿过期', config_reloaded: '重新加载配置',
   report_filed: '信息报送',
   roster_changed: '更新通讯录',
+  event_signed: '签发预警', event_rejected: '驳回预警', signoff_expired: '预警草稿过期', signoff_notified: '通知签发人',
+  release_reported: '向上级报告', status_reported: '签收情况报告',
 };
 export const PM_STATE = {
   pending_approval: '待审批', approved: '已批准并发布', rejected: '已驳回', expired: '已过期',
