@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     snd.add_argument("--body")
     snd.add_argument("--valid-from")
     snd.add_argument("--valid-until")
+    for name, what in (("sign", "sign (签发) a warning held for sign-off: its deliveries go out now"),
+                       ("reject", "reject a warning held for sign-off, with a reason: nothing is sent")):
+        sig = sub.add_parser(name, help=what)
+        _common(sig)
+        sig.add_argument("event_id")
+        sig.add_argument("--url", default=os.environ.get("GATEWAY_URL"), help="daemon URL (default from config)")
+        sig.add_argument("--token", default=os.environ.get("GATEWAY_TOKEN"),
+                         help="bearer token with events:sign (default: GATEWAY_TOKEN or <data-dir>/signer.token)")
+        if name == "sign":
+            sig.add_argument("--ref", help="文号 of the signed release")
+        else:
+            sig.add_argument("--reason", required=True)
     mig = sub.add_parser("migrate", help="apply store migrations, or copy a SQLite store to PostgreSQL")
     _common(mig)
     mig.add_argument("--from", dest="src", help="sqlite:///path to copy from (with --to)")
@@ -196,6 +209,33 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    """`gateway sign` / `gateway reject`: 0 when the daemon took the decision, 1 with its error."""
+    cfg = _load(args)
+    url = (args.url or cfg.base_url).rstrip("/")
+    token = args.token
+    if not token:
+        path = Path(cfg.data_dir) / "signer.token"
+        token = path.read_text().strip() if path.exists() else ""
+    body = {"ref": args.ref} if args.cmd == "sign" and args.ref else {"reason": args.reason} \
+        if args.cmd == "reject" else {}
+    verb = "sign" if args.cmd == "sign" else "reject"
+    req = urllib.request.Request(
+        f"{url}/v1/events/{urllib.parse.quote(args.event_id, safe='')}/{verb}",
+        data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            print(resp.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"cannot reach {url}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from gateway import migrate
 
@@ -232,7 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "roster": cmd_roster, "send": cmd_send,
-            "migrate": cmd_migrate, "audit": cmd_audit,
+            "migrate": cmd_migrate, "audit": cmd_audit, "sign": cmd_sign, "reject": cmd_sign,
             "demo": cmd_demo}
 
 

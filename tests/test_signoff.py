@@ -5,13 +5,16 @@ messages name the approval. The two-person rule, the signer list, reject, idempo
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.conftest import DaemonFactory
-from tests.support.daemon import ALL_ROLES_POLICY, PACKAGED_POLICY, Daemon
+from tests.support.daemon import ALL_ROLES_POLICY, PACKAGED_POLICY, TOKENS, Daemon
 from tests.support.receiver import Receiver
 from tests.test_core_api import ORANGE, webhook_config
 
@@ -108,3 +111,21 @@ async def test_kill9_between_accept_and_sign_loses_nothing(receiver: Receiver, d
     await d.sign("crash")
     await d.wait_event("crash", lambda b: b["summary"]["by_status"].get("delivered", 0) >= 40)
     assert len({r.webhook_id for r in receiver.received if "event" in r.json}) == 40
+
+
+async def test_cli_signs_and_rejects(receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory(webhook_config(receiver), POLICY, signoff=True)
+    for event_id in ("cli-sign", "cli-reject"):
+        await d.call("POST", "/v1/events", json_body={**ORANGE, "id": event_id})
+
+    def gateway(*args: str, token: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway", *args, "--url", d.url, "--token", TOKENS[token][0]],
+                              capture_output=True, text=True, timeout=60)
+
+    out = await asyncio.to_thread(gateway, "sign", "cli-sign", token="writer")
+    assert out.returncode == 1 and "events:sign" in out.stderr
+    out = await asyncio.to_thread(gateway, "sign", "cli-sign", "--ref", "泽污应指〔2026〕5号", token="commander")
+    assert out.returncode == 0 and json.loads(out.stdout)["signoff"]["ref"] == "泽污应指〔2026〕5号"
+    out = await asyncio.to_thread(gateway, "reject", "cli-reject", "--reason", "数据待核实", token="deputy_commander")
+    assert out.returncode == 0 and json.loads(out.stdout)["signoff"]["state"] == "rejected"
+    await d.wait_event("cli-sign", lambda b: b["summary"]["by_status"].get("delivered", 0) >= 40)
