@@ -140,3 +140,18 @@ async def test_release_is_reported_upward_and_the_status_report_names_the_unconf
     unconfirmed = {u["id"] for u in sr.json["status_report"]["unconfirmed"]}
     assert "township_xiacun" not in unconfirmed and len(unconfirmed) == sr.json["status_report"]["required"] - 1
     assert "未签收" in sr.json["text"] and "/#event/st-1" in sr.json["text"]
+
+
+async def test_an_unsigned_draft_expires_says_so_and_sends_nothing(
+        receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory(webhook_config(receiver), _policy(receiver, expires="2s"), signoff=True)
+    await d.call("POST", "/v1/events", json_body={**ORANGE, "id": "exp-1"})
+    ev = await d.wait_event("exp-1", lambda b: b["state"] == "expired", timeout=15)
+    assert ev["signoff"]["state"] == "expired"
+    await receiver.wait_for(lambda r: any((x.json or {}).get("report", {}).get("kind") == "signoff_expired"
+                                          for x in r.received), timeout=10)
+    note = next(x for x in receiver.received if (x.json or {}).get("report", {}).get("kind") == "signoff_expired")
+    assert note.path == "/hook/zezhou_ecology_branch" and "未向任何单位发送" in note.json["text"]
+    assert not [x for x in receiver.received if "event" in (x.json or {})]  # no unit got the warning
+    status, body = await d.call("POST", "/v1/events/exp-1/sign", token="commander")
+    assert status == 409 and "expired" in body["error"]["message"]

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from gateway.deliveries import fallback_cause
 from gateway.events import Event
 from gateway.flows.deps import Clock, RuntimeRef, Wake
+from gateway.flows.signoff import APPROVAL
 from gateway.logs import get as get_logger
 from gateway.render import Renderer
 from gateway.store.ports import Events, FollowUps
@@ -76,7 +77,8 @@ class Fallback:
         view = await self._store.get_event(d["event_id"])
         event = Event.model_validate({**view["event"], "id": d["event_id"]})
         accepted = datetime.fromtimestamp(d["accepted_at"], UTC)
-        ctx = self._renderer.context(event, d["event_id"], accepted)
+        signed = (view.get("signoff") or {}).get("state") == "signed"  # its calls name the approval too
+        ctx = self._renderer.context(event, d["event_id"], accepted, approval=APPROVAL if signed else "")
         unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
         ack = timedelta(minutes=1) if unit and unit["ack_required"] else None
         roster_unit = self._runtime().roster.units.get(d["unit_id"])

@@ -144,6 +144,8 @@ async def reject(g: Gateway, event_id: str, *, principal: str, reason: str) -> d
 
 async def expire(g: Gateway) -> int:
     """End every draft past its expiry (held deliveries cancelled), each counted and audited."""
+    from gateway.flows.signoff_reports import report_expired
+
     expired = await g.store.expire_signoffs(now=time.time())
     for event_id in expired:
         row = await g.store.get_signoff(event_id)
@@ -151,4 +153,6 @@ async def expire(g: Gateway) -> int:
         g.metrics.signoffs.labels(level, "expired").inc()
         await g.audit("system", "signoff_expired", event_id, {"level": level})
         log.warning("signoff_expired", event_id=event_id, warning_level=level)
+        if row is not None:  # the draft says so: the HQ office hears that nothing went out
+            await report_expired(g, event_id, row)
     return len(expired)

@@ -77,3 +77,16 @@ async def status_report(g: Gateway, row: dict[str, Any]) -> int:
                                                           "deliveries": len(added)})
     log.info("status_reported", event_id=event_id, required=len(required), unconfirmed=len(missing))
     return len(added)
+
+
+async def report_expired(g: Gateway, event_id: str, row: dict[str, Any]) -> int:
+    """Tell the HQ office that a draft expired unsigned and nothing was sent; returns deliveries added."""
+    level = _LEVEL.get(row["level"] or "", "")
+    text = (f"{g.config.sms.signature}{level}重污染天气预警草稿（提交人{row['submitter']}）超过有效期未签发，已作废，"
+            "未向任何单位发送。如仍需发布，请重新提交并请领导签发。")
+    planned = _offices(g, ("hq_office",), event_id, "expired", text, {"report": {
+        "kind": "signoff_expired", "event_id": event_id, "level": row["level"], "submitter": row["submitter"]}})
+    added = await g.store.add_deliveries(event_id, planned, now=time.time()) if planned else []
+    if added:
+        g.dispatcher.wake()
+    return len(added)
