@@ -126,10 +126,12 @@ async def test_release_is_reported_upward_and_the_status_report_names_the_unconf
     await receiver.wait_for(lambda r: any((x.json or {}).get("report") for x in r.received), timeout=15)
     report = next(x for x in receiver.received if (x.json or {}).get("report"))
     assert "经commander签发" in report.json["text"] and "泽污应指〔2026〕9号" in report.json["text"]
-    await asyncio.sleep(0.5)
-    reported = {x.path.rsplit("/", 1)[1] for x in receiver.received if (x.json or {}).get("report")}
-    assert {"jincheng_ecology_duty_office", "county_party_committee_duty_office",
-            "county_government_duty_office"} <= reported, reported  # upward and the duty offices
+    offices = {"jincheng_ecology_duty_office", "county_party_committee_duty_office", "county_government_duty_office"}
+
+    def reported(r: Receiver) -> set[str]:
+        return {x.path.rsplit("/", 1)[1] for x in r.received if (x.json or {}).get("report")}
+
+    await receiver.wait_for(lambda r: offices <= reported(r), timeout=10)  # upward and the duty offices
     _, ev = await d.call("GET", "/v1/events/st-1", token="reader")
     acked = next(x for x in ev["deliveries"] if x["unit_id"] == "township_xiacun" and x["channel"] == "webhook")
     status, _ = await d.call("POST", f"/v1/deliveries/{acked['id']}/ack", json_body={"via": "phone"})
