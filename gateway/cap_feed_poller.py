@@ -10,7 +10,6 @@ validators are kept only once every entry of that index was taken, so a 304 neve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -84,24 +83,21 @@ class CapFeedPoller:
             for outcome in OUTCOMES:
                 metrics.cap_feed_entries.labels(f.sender, outcome)
 
-    async def run(self) -> None:
-        """Poll every feed until cancelled."""
+    def open(self) -> None:
+        """Open the HTTP session the polls share (call before the first `poll`)."""
         self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        try:
-            await asyncio.gather(*(self._loop(f) for f in self.feeds))
-        finally:
-            await self._session.close()
 
-    async def _loop(self, feed: CapFeedCfg) -> None:
-        while True:
-            try:
-                await self.poll(feed)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not end the feed: log it, count it, poll again
-                log.exception("cap_feed_poll_crashed", feed=feed.sender, url=feed.url)
-                self._error(feed, "internal")
-            await asyncio.sleep(feed.interval)
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def crashed(self, feed: CapFeedCfg, exc: Exception) -> None:
+        """A poll raised (a bug: `poll` handles every expected error): log it and count it; the
+        scheduler polls the feed again at its next time. Called inside the `except`."""
+        log.exception("cap_feed_poll_crashed", feed=feed.sender, url=feed.url, error=type(exc).__name__)
+        self._error(feed, "internal")
 
     def _error(self, feed: CapFeedCfg, kind: str) -> None:
         self.metrics.cap_feed_errors.labels(feed.sender, kind).inc()

@@ -20,17 +20,20 @@ from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
+from gateway.cap_feed_poller import CapFeedPoller
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
 from gateway.flows import signoff
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
-from gateway.flows.escalation import Escalation, escalation_loop
+from gateway.flows.escalation import Escalation
 from gateway.flows.fallback import Fallback
 from gateway.flows.intake import Intake
 from gateway.flows.people import PersonNotices, list_links
-from gateway.flows.receipts import ProviderReceipts, receipt_rules, receipt_timeouts
+from gateway.flows.receipts import ProviderReceipts, receipt_rules
 from gateway.flows.signoff_reports import report_release
+from gateway.jobs.registry import register as register_jobs
+from gateway.jobs.scheduler import Scheduler
 from gateway.metrics import Metrics
 from gateway.policy import Policy, load_policy
 from gateway.providers.registry import delivery_meta
@@ -67,6 +70,8 @@ class Gateway:
         self.dispatcher: Dispatcher  # built in start(), once the channels are
         self.extras: dict[str, Any] = {}  # sandbox handles etc., for the routes that need them
         self._tasks: list[asyncio.Task[None]] = []
+        self.jobs = Scheduler()  # the periodic work (gateway/jobs/registry.py)
+        self.feeds: CapFeedPoller | None = None
         self._stopped = asyncio.Event()
         self.started_at = time.time()
 
@@ -186,7 +191,6 @@ class Gateway:
 
         self.extras["directory"] = await directory.sync(self, policy=load_policy(cfg.policy.path))
         self.runtime = self.load_runtime()
-        self._tasks.append(asyncio.create_task(directory.watch(self), name="directory"))
         d = cfg.dispatch
         base_url = self.base_url
         self.dispatcher = Dispatcher(
@@ -201,12 +205,12 @@ class Gateway:
                              report_release=lambda event_id, row: report_release(self, event_id, row), cap=cfg.cap,
                              metrics=self.metrics, audit=self.audit)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
-        self._tasks.append(asyncio.create_task(self._stats_loop(), name="stats"))
-        self._tasks.append(asyncio.create_task(escalation_loop(self), name="escalation"))
-        if "sms" in self.channels or "voice" in self.channels:
-            self._tasks.append(asyncio.create_task(receipt_timeouts(self.receipts), name="receipt-timeouts"))
         if cfg.intake.cap_feeds:
-            self._tasks.append(asyncio.create_task(self._cap_feeds(), name="cap-feeds"))
+            self.feeds = CapFeedPoller(cfg.intake.cap_feeds, self.store, self._take_feed_entry, self.metrics,
+                                       max_entry_bytes=cfg.server.max_body_bytes)
+            self.feeds.open()
+        register_jobs(self.jobs, self, feeds=self.feeds)
+        self.jobs.start()
         self.ready = True
         log.info("gateway_started", url=self.base_url, store=cfg.store_url.split("@")[-1],
                  roster_units=len(self.runtime.roster.units), channels=sorted(self.channels),
@@ -225,13 +229,6 @@ class Gateway:
             app.add_routes(table)
         return app
 
-    async def _cap_feeds(self) -> None:
-        from gateway.cap_feed_poller import CapFeedPoller
-
-        poller = CapFeedPoller(self.config.intake.cap_feeds, self.store, self._take_feed_entry, self.metrics,
-                               max_entry_bytes=self.config.server.max_body_bytes)
-        await poller.run()
-
     async def _take_feed_entry(self, raw: bytes, principal: str) -> tuple[int, dict[str, Any]]:
         """A feed entry's CAP through the same intake as `POST /v1/intake/cap`.
 
@@ -249,19 +246,18 @@ class Gateway:
         except DomainError as exc:
             raise Refused(exc.code, exc.message) from exc
 
-    async def _stats_loop(self) -> None:
-        while True:
-            try:
-                stats = await self.store.outbox_stats(time.time())
-                for ch in self.channels:
-                    self.metrics.queue_depth.labels(ch).set(stats.depth.get(ch, 0))
-                    self.metrics.oldest_pending.labels(ch).set(stats.oldest_pending.get(ch, 0.0))
-                    up = self.dispatcher.channel_up(ch) and getattr(self.channels[ch].channel, "is_up",
-                                                                     lambda: True)()
-                    self.metrics.channel_up.labels(ch).set(1 if up else 0)
-            except Exception:
-                log.exception("stats_update_failed")
-            await asyncio.sleep(2.0)
+    async def update_stats(self) -> None:
+        """The queue and channel gauges from the outbox and the dispatcher (a periodic job).
+
+        Raises:
+            whatever the store raises (the next round tries again).
+        """
+        stats = await self.store.outbox_stats(time.time())
+        for ch in self.channels:
+            self.metrics.queue_depth.labels(ch).set(stats.depth.get(ch, 0))
+            self.metrics.oldest_pending.labels(ch).set(stats.oldest_pending.get(ch, 0.0))
+            up = self.dispatcher.channel_up(ch) and getattr(self.channels[ch].channel, "is_up", lambda: True)()
+            self.metrics.channel_up.labels(ch).set(1 if up else 0)
 
     async def stop(self) -> None:
         """Stop intake, drain in-flight sends up to the grace period, release, close."""
@@ -272,6 +268,9 @@ class Gateway:
                 await site.stop()  # no new requests; in-flight handlers finish
         if hasattr(self, "dispatcher"):
             await self.dispatcher.stop(self.config.dispatch.grace_seconds)
+        await self.jobs.stop()
+        if self.feeds is not None:
+            await self.feeds.close()
         for t in self._tasks:
             if t.get_name() != "dispatcher":
                 t.cancel()

@@ -14,7 +14,6 @@ While the office has not imported anything, the configured file stays the source
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -135,16 +134,6 @@ async def refresh(gw: Gateway) -> bool:
         return False
     log.info("roster_revision_taken", revision=doc.revision, version=doc.version[:12])
     return True
-
-
-async def watch(gw: Gateway, interval: float = 1.0) -> None:
-    """Poll the store's revision while the daemon runs."""
-    while True:
-        try:
-            await refresh(gw)
-        except Exception:
-            log.exception("roster_refresh_failed")
-        await asyncio.sleep(interval)
 
 
 def parse(current: Roster, data: bytes, fmt: str) -> Roster:

@@ -8,14 +8,12 @@ a `cause_id` that makes them unique, and the step counter advances by compare-an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import clock
 from gateway.deliveries import escalation_cause, notify_cause
 from gateway.durations import parse_duration
 from gateway.flows.deps import AuditLog, Clock, RuntimeRef, Wake
@@ -25,7 +23,7 @@ from gateway.metrics import Metrics
 from gateway.store.ports import Escalations, Events, FollowUps
 
 if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+    pass
 
 log = get_logger("gateway.escalation")
 LEASE = 60.0
@@ -156,26 +154,3 @@ _LEVEL = {"yellow": "黄色", "orange": "橙色", "red": "红色", "blue": "蓝�
 
 def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
-async def escalation_loop(gw: Gateway, interval: float = 1.0) -> None:
-    """Run escalation steps, reminders, the report schedule and sign-off notices as they fall due."""
-    from gateway.flows import signoff, signoff_notices
-    from gateway.flows.public import expire
-    from gateway.flows.reminders import remind_once
-    from gateway.flows.report_schedule import schedule_once
-
-    last_reminders = 0.0
-    while True:
-        try:
-            await gw.escalation.escalate_once()
-            if time.monotonic() - last_reminders >= gw.config.dispatch.reminder_check_seconds:
-                last_reminders = time.monotonic()
-                await remind_once(gw, clock.now())
-                await schedule_once(gw)
-            await expire(gw)
-            await signoff.expire(gw)
-            await signoff_notices.notify_once(gw)
-        except Exception:
-            log.exception("escalation_round_failed")
-        await asyncio.sleep(interval)

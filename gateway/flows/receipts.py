@@ -198,13 +198,3 @@ class ProviderReceipts:
                 full = await self._store.delivery(delivery_id=d["id"])
                 if full is not None:
                     await self._fallback(full, cause=f"no receipt within {timeout:.0f}s")
-
-
-async def receipt_timeouts(receipts: ProviderReceipts) -> None:
-    """Periodically follow up deliveries stuck in `sent` (`ProviderReceipts.follow_up_stale`)."""
-    while True:
-        try:
-            await receipts.follow_up_stale()
-        except Exception:
-            log.exception("receipt_timeout_check_failed")
-        await asyncio.sleep(receipts.timeout_interval)
