@@ -50,8 +50,12 @@ def cluster_config(url: str, receiver: Receiver, *, lease: float) -> dict[str, A
 
 
 async def start_cluster(factory: DaemonFactory, cfg: dict[str, Any], n: int = 3) -> list[Daemon]:
-    # started together: they race to migrate the empty database, which the advisory lock settles
-    return list(await asyncio.gather(*(factory(cfg, ALL_ROLES_POLICY, name=f"gw{i}") for i in range(n))))
+    # started together: they race to migrate the empty database, which the advisory lock settles.
+    # Three cold starts at once share the CPU (20-30 s each on a loaded 2-CPU box), hence the deadline.
+    daemons = [await factory(cfg, ALL_ROLES_POLICY, name=f"gw{i}", start=False) for i in range(n)]
+    await asyncio.gather(*(d.start(timeout=90) for d in daemons))
+    print(f"\nspawn to ready: {', '.join(f'{d.start_seconds:.1f}s' for d in daemons)}")
+    return daemons
 
 
 async def post_fanout(d: Daemon, event_id: str) -> None:

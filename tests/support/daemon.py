@@ -44,6 +44,12 @@ ALL_ROLES_POLICY = {
 }
 
 
+# Spawn to ready is about 2 s of CPU (imports, mostly), but a cold start competes for the CPU
+# with everything else a loaded test machine runs: three daemons started together on a 2-CPU box
+# running the full suite took 20-30 s each. The deadline only has to catch a daemon that hangs.
+START_TIMEOUT = 60.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,6 +65,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     starts: int = 0
+    start_seconds: float = 0.0  # spawn to ready, of the last start()
     # The packaged policy holds every warning for sign-off (签发). Tests of other things get it
     # off (the policy's `signoff` section is dropped) unless they ask for it with `signoff=True`.
     signoff: bool = False
@@ -92,7 +99,13 @@ class Daemon:
         path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
         return path
 
-    async def start(self, timeout: float = 20.0) -> None:
+    async def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Spawn the daemon and wait until /readyz answers 200.
+
+        Raises:
+            RuntimeError: the process exited first.
+            TimeoutError: not ready within `timeout` seconds (the message says how far it got).
+        """
         path = self.write_files()
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
@@ -101,12 +114,15 @@ class Daemon:
             if k not in self.env:
                 env.pop(k, None)
         log = self.log_path.open("wb")
+        loop = asyncio.get_running_loop()
+        spawned = loop.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "run", "--config", str(path)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
         )
         log.close()
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = spawned + timeout
+        last = "no answer yet (still importing: the port is bound once the store is open)"
         async with aiohttp.ClientSession() as s:
             while True:
                 if self.proc.poll() is not None:
@@ -114,11 +130,14 @@ class Daemon:
                 try:
                     async with s.get(self.url + "/readyz") as r:
                         if r.status == 200:
+                            self.start_seconds = loop.time() - spawned
                             return
+                        last = f"{r.status} {await r.text()}"
                 except aiohttp.ClientError:
                     pass
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"daemon not ready:\n{self.tail()}")
+                if loop.time() > deadline:
+                    raise TimeoutError(f"daemon (pid {self.proc.pid}) not ready after {timeout:.0f}s; "
+                                       f"last /readyz: {last}; log tail:\n{self.tail()}")
                 await asyncio.sleep(0.05)
 
     def tail(self, n: int = 40) -> str:
