@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from alibabacloud_dysmsapi20170525 import models as sms_models
-
 from channels.aliyun.client import AliyunApi, AliyunConfig
 from channels.aliyun.errors import guarded_call
 from channels.aliyun.receipts import SmsReceipt, details_to_receipts
@@ -72,6 +70,8 @@ class AliyunSms:
         if phone is None or not code:
             raise Permanent(FailureReason.CLIENT_ERROR,
                             "aliyun sms needs a mainland (+86) number and a template mapping")
+        from alibabacloud_dysmsapi20170525 import models as sms_models  # loaded with AliyunApi
+
         request = sms_models.SendSmsRequest(
             phone_numbers=phone, sign_name=self.config.sign_name, template_code=code,
             template_param=message.meta.get(META_PARAMS) or "{}", out_id=key,
@@ -90,6 +90,8 @@ class AliyunSms:
         Raises:
             Transient, RateLimited, Permanent, Misconfigured: the classified API failure.
         """
+        from alibabacloud_dysmsapi20170525 import models as sms_models  # loaded with AliyunApi
+
         request = sms_models.QuerySendDetailsRequest(phone_number=phone, send_date=send_date, biz_id=biz_id,
                                                      page_size=QUERY_PAGE_SIZE, current_page=page)
         client = self.api.sms()

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from alibabacloud_dyvmsapi20170525 import models as voice_models
-
 from channels.aliyun.client import AliyunApi, AliyunConfig
 from channels.aliyun.errors import guarded_call
 from channels.base import Capabilities, Destination, FailureReason, Message, Misconfigured, Permanent, SendResult
@@ -68,6 +66,8 @@ class AliyunVoice:
                             "aliyun voice needs a mainland (+86) number and a TTS template mapping")
         if not self.config.called_show_number:
             raise Misconfigured(FailureReason.AUTH, "aliyun voice: no called_show_number configured")
+        from alibabacloud_dyvmsapi20170525 import models as voice_models  # loaded with AliyunApi
+
         request = voice_models.SingleCallByTtsRequest(
             called_number=number, called_show_number=self.config.called_show_number, tts_code=code,
             tts_param=message.meta.get(META_TTS_PARAMS) or "{}", play_times=self.config.play_times,
