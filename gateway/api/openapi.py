@@ -160,10 +160,11 @@ def _events() -> dict[str, Any]:
                        "schedules) or roster YAML (everything), checked whole; 422 lists every problem with "
                        "its sheet, row and column, and nothing changes", {200: _ok("the revision in force", _obj(
                            {"revision": _INT, "version": _str(), "changed": {"type": "boolean"},
-                            "changes": {"type": "object"}}, ("revision", "version", "changed")))},
+                            "changes": {"type": "object"}}, ("revision", "version", "changed"))),
+                           422: _ok("refused, nothing changed: every problem listed", _ROSTER_PROBLEMS)},
                        scope="roster:write", params=[_ROSTER_FORMAT],
                        body={"required": True, "content": _content(_str(), *_ROSTER_TYPES)},
-                       errors=(400, 409, 413, 415, 422))},
+                       errors=(400, 409, 413, 415))},
         "/v1/roster/export": {"get": _op(
             "exportRoster", "The directory in the shape it is imported in, numbers in full (default xlsx)",
             {200: _ok("the file", {}, *_ROSTER_TYPES)}, scope="roster:write", params=[_ROSTER_FORMAT],
@@ -174,6 +175,12 @@ def _events() -> dict[str, Any]:
 _ROSTER_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "text/csv",
                  "application/yaml")
 _ROSTER_FORMAT = _query("format", {"type": "string", "enum": ["xlsx", "csv", "yaml"]})
+# the contract's error shape, with the import's problems beside code and message
+_ROSTER_PROBLEMS = _obj({"error": _obj({
+    "code": _str(pattern="^[a-z0-9_]+$"), "message": _str(), "field": _str(),
+    "problems": _array(_obj({"sheet": _str(), "row": {"type": ["integer", "null"]},
+                             "column": {"type": ["string", "null"]}, "message": _str()},
+                            ("sheet", "message")))}, ("code", "message"), closed=True)}, ("error",), closed=True)
 
 
 def _public() -> dict[str, Any]:
