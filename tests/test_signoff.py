@@ -130,3 +130,13 @@ async def test_cli_signs_and_rejects(receiver: Receiver, daemon_factory: DaemonF
     out = await asyncio.to_thread(gateway, "reject", "cli-reject", "--reason", "数据待核实", token="deputy_commander")
     assert out.returncode == 0 and json.loads(out.stdout)["signoff"]["state"] == "rejected"
     await d.wait_event("cli-sign", lambda b: b["summary"]["by_status"].get("delivered", 0) >= 40)
+
+
+async def test_the_preview_counts_the_approval_and_names_the_signers(
+        receiver: Receiver, daemon_factory: DaemonFactory) -> None:
+    d = await daemon_factory(webhook_config(receiver), POLICY, signoff=True)
+    status, p = await d.call("POST", "/v1/preview", json_body=RED)
+    assert status == 200 and p["signoff"] == {"required": True, "signers": ["commander"]}
+    assert "经县指挥部批准" in p["sms"]["text"] and "经县指挥部批准" in p["voice"]["text"]
+    status, p = await d.call("POST", "/v1/preview", json_body={**RED, "status": "exercise"})
+    assert status == 200 and p["signoff"]["required"] is False and "经县指挥部批准" not in p["sms"]["text"]

@@ -282,7 +282,9 @@ def _console() -> dict[str, Any]:
         "type": "object", "additionalProperties": {"type": "boolean"}}}, ("principal", "scopes", "can"))
     preview = _obj({"sms": {"type": "object"}, "voice": {"type": "object"}, "units": _INT, "acks_required": _INT,
                     "deliveries": _INT, "by_channel": {"type": "object"}, "warnings": _array(_str()),
-                    "problem": {"type": "object"}}, ("sms", "voice", "units", "deliveries"))
+                    "problem": {"type": "object"}, "signoff": _obj({"required": {"type": "boolean"},
+                                                                    "signers": _array(_str())})},
+                   ("sms", "voice", "units", "deliveries"))
     return {
         "/": {"get": _op("console", "The web console (the token is entered in the page)",
                          {200: _ok("the console", _str(), "text/html")}, errors=(404,))},

@@ -18,6 +18,7 @@ from gateway.api.common import gw, json_response, read_json
 from gateway.api.errors import ApiError
 from gateway.api.events import parse_event
 from gateway.console.pages import authenticate
+from gateway.flows import signoff
 from gateway.planner import Planner, utcnow
 from gateway.render import Renderer, sms_segments
 from gateway.store.base import UnknownEvent
@@ -40,7 +41,7 @@ async def preview(request: web.Request) -> web.Response:
         ApiError: 401/403 (token, scope), 400/415 (not JSON), 422 (not a valid event, an
         audience naming unknown roles, groups or units, or `supersedes` naming no event).
     """
-    authenticate(request, "events:write")
+    principal = authenticate(request, "events:write")
     event = parse_event(await read_json(request))
     g = gw(request)
     if event.supersedes:
@@ -56,8 +57,11 @@ async def preview(request: web.Request) -> web.Response:
     planner = Planner(rt.policy, rt.resolver, renderer, g.channels.keys(), links=getattr(g, "links", None))
     event_id = event.id or "preview"
     accepted = utcnow()
+    # a warning that waits for sign-off says so in every message: the budget counts that too
+    hold = await signoff.hold_for(g, event, principal=principal.name, accepted=accepted.timestamp())
+    approval = signoff.APPROVAL if hold is not None and hold["state"] == "pending" else ""
     try:
-        plan = await planner.plan(event, event_id, accepted)
+        plan = await planner.plan(event, event_id, accepted, approval=approval)
     except UnknownAudience as exc:
         raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
 
@@ -65,7 +69,7 @@ async def preview(request: web.Request) -> web.Response:
     for d in plan.deliveries:
         by_channel[d.channel] = by_channel.get(d.channel, 0) + 1
     sms = [d for d in plan.deliveries if d.channel == "sms"]
-    ctx = renderer.context(event, event_id, accepted)
+    ctx = renderer.context(event, event_id, accepted, approval=approval)
     unit_id: str | None
     if sms:
         worst = max(sms, key=lambda d: (sms_segments(d.text), len(d.text)))
@@ -89,6 +93,7 @@ async def preview(request: web.Request) -> web.Response:
         "deliveries": len(plan.deliveries),
         "by_channel": by_channel,
         "warnings": plan.warnings,
+        "signoff": {"required": bool(approval), "signers": list(signoff.signers(g, hold["level"])) if hold else []},
     }
     if segments > budget:
         answer["problem"] = {"code": "message_too_long",

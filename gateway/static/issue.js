@@ -123,6 +123,8 @@ function showPreview(p) {
     h('h3', {}, '语音播报'), h('p', { class: 'voice-text', id: 'preview-voice' }, p.voice.text),
     h('p', { class: 'plan', id: 'preview-plan' }, `将通知 ${p.units} 个单位（其中 ${p.acks_required} 个须签收），共 ${p.deliveries} 条：`,
       `短信 ${ch.sms || 0} · 语音 ${ch.voice || 0} · 网络推送 ${ch.webhook || 0}`),
+    p.signoff && p.signoff.required ? h('p', { class: 'alert alert-warn', id: 'preview-signoff' },
+      `须经县指挥部领导签发后才会发出（可签发：${p.signoff.signers.join('、') || '任一有签发权限的领导'}）。`) : null,
     p.warnings.length ? h('details', { class: 'warnings' }, h('summary', {}, `⚠ ${p.warnings.length} 条提示`),
       h('ul', {}, p.warnings.map((w) => h('li', {}, w)))) : null);
 }
