@@ -25,12 +25,12 @@ def cjk_font() -> str | None:
 
 
 def confirmation_chart(curves: Sequence[EventCurve], *, drill: bool = False) -> bytes:
-    """A PNG (about 1600×800 px) of the confirmations of each event over minutes since it was sent."""
+    """A PNG (1200×600 px) of the confirmations of each event over minutes since it was sent."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     font = cjk_font()
-    fig = Figure(figsize=(8, 4), dpi=200)
+    fig = Figure(figsize=(8, 4), dpi=150)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     from matplotlib.font_manager import FontProperties
