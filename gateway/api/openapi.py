@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.schemas import EVENT_STATES, component_schemas
+from gateway.providers.callbacks import openapi_paths as provider_paths
 
 routes = web.RouteTableDef()
 
@@ -210,10 +211,7 @@ def _public() -> dict[str, Any]:
     }
 
 
-def _acks_and_callbacks() -> dict[str, Any]:
-    twilio: list[dict[str, list[str]]] = [{"twilioSignature": []}]
-    form = {"required": True, "content": _content(_ref("TwilioForm"), "application/x-www-form-urlencoded")}
-    twiml = _ok("TwiML", _str(), "application/xml")
+def _acks() -> dict[str, Any]:
     page = _ok("a page saying what happened", _str(), "text/html")
     return {
         "/v1/deliveries/{id}/ack": {"post": _op(
@@ -226,16 +224,6 @@ def _acks_and_callbacks() -> dict[str, Any]:
         "/l/{token}": {"get": _op(
             "liveList", "Signed link to the live list of an event's unconfirmed units (sent to the HQ office)",
             {200: page, 404: page}, params=[_path("token", "signed link token")])},
-        "/v1/callbacks/twilio/status": {"post": _op(
-            "twilioStatus", "Message and call status callbacks", {200: _ok("recorded", _obj(
-                {"ok": {"type": "boolean"}, "outcome": {}}, ("ok",)))}, security=twilio, body=form,
-            errors=(400, 403, 415))},
-        "/v1/callbacks/twilio/voice/{delivery_id}": {"post": _op(
-            "twilioVoice", "TwiML for the call and the keypress (1 = 签收)", {200: twiml}, security=twilio,
-            params=[_path("delivery_id", "delivery id")], body=form, errors=(400, 403, 415))},
-        "/v1/callbacks/twilio/inbound": {"post": _op(
-            "twilioInbound", "Inbound SMS; `1` or `收到` acknowledges the sender's latest open delivery",
-            {200: twiml}, security=twilio, body=form, errors=(400, 403, 415))},
     }
 
 
@@ -255,12 +243,6 @@ def _ops() -> dict[str, Any]:
         "/readyz": {"get": _op("readyz", "Readiness: store reachable, roster loaded", {
             200: _ok("ready", _ref("Readiness")), 503: _ok("not ready", _ref("Readiness"))})},
     }
-
-
-def _aliyun() -> dict[str, Any]:
-    from gateway.providers.callbacks import openapi_paths  # provider callbacks beyond design.md
-
-    return openapi_paths()
 
 
 def _reports() -> dict[str, Any]:
@@ -316,7 +298,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Zezhou emergency notification gateway", "version": "1",
                  "description": "HTTP API v1 (design.md section 5). Errors are always "
                                 "`{\"error\": {\"code\", \"message\", \"field\"?}}`."},
-        "paths": {**_events(), **_public(), **_acks_and_callbacks(), **_ops(), **_console(), **_aliyun(),
+        "paths": {**_events(), **_public(), **_acks(), **_ops(), **_console(), **provider_paths(),
                   **_reports(), **_signoff()},
         "components": {
             "schemas": schemas,

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from gateway.alertmanager import AmAlert, AmPayload
 from gateway.api.public import Decision, Draft
 from gateway.events import Event
+from gateway.providers.twilio.callbacks import TwilioForm
 
 REF = "#/components/schemas/"
 # pending_signoff until signed; a draft that is never signed ends rejected or expired
@@ -134,21 +135,6 @@ class AckResult(_Response):
     first: bool
     acknowledged: bool
     note: str | None = None
-
-
-class TwilioForm(BaseModel):
-    """The form fields of Twilio's callbacks that the gateway reads (others pass)."""
-
-    AccountSid: str = ""
-    MessageSid: str = ""
-    MessageStatus: str = ""
-    CallSid: str = ""
-    CallStatus: str = ""
-    ErrorCode: str = ""
-    Digits: str = ""
-    From: str = ""
-    To: str = ""
-    Body: str = ""
 
 
 class AlertOutcome(_Response):

@@ -13,5 +13,5 @@ ROUTES: tuple[web.RouteTableDef, ...] = (twilio.routes, aliyun.routes)
 
 
 def openapi_paths() -> dict[str, Any]:
-    """The callbacks described beyond design.md's table (Twilio's are in gateway/api/openapi.py)."""
-    return aliyun.openapi_paths()
+    """Every provider's callbacks for /openapi.json, each described by its own module."""
+    return {**twilio.openapi_paths(), **aliyun.openapi_paths()}

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from pydantic import BaseModel
 
 from channels.twilio import ack_twiml, validate_signature
 from gateway.api.common import gw, json_response
@@ -76,3 +79,42 @@ async def twilio_inbound(request: web.Request) -> web.Response:
             reply = "<Message>已签收，谢谢。</Message>"
     return web.Response(text=f'<?xml version="1.0" encoding="UTF-8"?><Response>{reply}</Response>',
                         content_type=TWIML)
+
+
+class TwilioForm(BaseModel):
+    """The form fields of Twilio's callbacks that the gateway reads (others pass)."""
+
+    AccountSid: str = ""
+    MessageSid: str = ""
+    MessageStatus: str = ""
+    CallSid: str = ""
+    CallStatus: str = ""
+    ErrorCode: str = ""
+    Digits: str = ""
+    From: str = ""
+    To: str = ""
+    Body: str = ""
+
+
+def openapi_paths() -> dict[str, Any]:
+    """These endpoints for /openapi.json (gateway/api/openapi.py); the body is `TwilioForm`."""
+    form = {"required": True, "content": {"application/x-www-form-urlencoded": {
+        "schema": {"$ref": "#/components/schemas/TwilioForm"}}}}
+    twiml = {"description": "TwiML", "content": {TWIML: {"schema": {"type": "string"}}}}
+    recorded = {"description": "recorded", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"ok": {"type": "boolean"}, "outcome": {}}, "required": ["ok"]}}}}
+    delivery_id = {"name": "delivery_id", "in": "path", "required": True, "description": "delivery id",
+                   "schema": {"type": "string"}}
+
+    def op(op_id: str, summary: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"operationId": op_id, "summary": summary, **extra, "requestBody": form,
+                "security": [{"twilioSignature": []}],
+                "responses": {"200": ok, **{str(c): {"$ref": f"#/components/responses/E{c}"} for c in (400, 403, 415)}}}
+
+    return {
+        "/v1/callbacks/twilio/status": {"post": op("twilioStatus", "Message and call status callbacks", recorded)},
+        "/v1/callbacks/twilio/voice/{delivery_id}": {"post": op(
+            "twilioVoice", "TwiML for the call and the keypress (1 = 签收)", twiml, parameters=[delivery_id])},
+        "/v1/callbacks/twilio/inbound": {"post": op(
+            "twilioInbound", "Inbound SMS; `1` or `收到` acknowledges the sender's latest open delivery", twiml)},
+    }
