@@ -33,8 +33,9 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ErrorDetail(_Response):
+    """Open: an error may add details (e.g. a roster upload's `problems`)."""
+
     code: str = Field(pattern="^[a-z0-9_]+$")
     message: str
     field: str = Field(default="", description="JSON path, query parameter or CAP element path")
