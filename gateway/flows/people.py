@@ -44,16 +44,6 @@ def person_cause(event_id: str, unit_id: str, person_id: str, channel: str, step
     return f"esc:{event_id}:{unit_id}:{step}:{person_id}:{channel}"
 
 
-def person_of(cause_id: str | None) -> str | None:
-    """The person id a delivery went to, from its cause id (None: the unit's own line)."""
-    parts = (cause_id or "").split(":")
-    if parts[0] == "person" and len(parts) == 5:
-        return parts[3]
-    if parts[0] == "esc" and len(parts) == 6 and parts[2] != "notify":
-        return parts[4]
-    return None
-
-
 def targets(person: Person, channels: Sequence[str], factory: Deliveries) -> list[tuple[str, str]]:
     """(channel, number) for a person: a mobile by each of `channels`, else a landline by voice."""
     if person.mobile is not None:
