@@ -58,6 +58,18 @@ class Metrics:
         self.signoff_wait = Histogram("gateway_signoff_wait_seconds", "Draft accepted -> signed",
                                       ["level"], buckets=_LATENCY_BUCKETS, registry=r)
 
+        # daily reports (信息报送) and summary evaluations filed, by how and whether by the deadline
+        self.reports = Counter("gateway_reports", "Unit reports filed (each version)", ["kind", "via", "timing"],
+                               registry=r)
+        self.report_steps = Counter("gateway_report_steps", "Report schedule steps taken",
+                                    ["kind", "step"], registry=r)
+        for kind in ("daily", "summary"):
+            for via in ("link", "phone", "api"):
+                for timing in ("on_time", "late"):
+                    self.reports.labels(kind, via, timing)
+            for step in ("reminded", "missing", "rollup"):
+                self.report_steps.labels(kind, step)
+
     def register_channels(self, channels: Iterable[str]) -> None:
         """Create every label series for the channels so dashboards see zeros, not gaps."""
         for ch in channels:

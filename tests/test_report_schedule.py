@@ -13,6 +13,7 @@ from typing import Any
 from gateway.render import BEIJING
 from tests.conftest import DaemonFactory
 from tests.reports_support import REPORTERS, set_clock, tomorrow_at
+from tests.support.daemon import metric_value
 from tests.support.receiver import Receiver
 from tests.test_reports import _form, issue_and_request, start
 
@@ -59,6 +60,10 @@ async def test_reminder_only_to_units_not_reported_then_missing_list_then_rollup
     assert unit == OFFICE and rollup["reported"] == 1 and rollup["expected"] == len(REPORTERS)
     assert {"label": "停产限产企业数", "value": 5} in rollup["totals"]
     assert rollup["documents"]["pdf"].endswith("format=pdf")
+    text = await d.metrics()
+    assert metric_value(text, "gateway_reports_total", kind="daily", via="link", timing="on_time") == 1
+    for step in ("reminded", "missing", "rollup"):
+        assert metric_value(text, "gateway_report_steps_total", kind="daily", step=step) == 1
 
 
 async def test_the_summary_request_after_a_lift_skips_the_national_day_holiday(

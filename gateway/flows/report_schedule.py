@@ -170,6 +170,14 @@ async def request_summaries(gw: Gateway, now: float) -> int:
     return sent
 
 
+async def _mark(gw: Gateway, req: ReportRequest, step: str, now: float) -> int:
+    """Mark the step taken (once across instances); 1 when this instance did, counted."""
+    if not await gw.store.mark_report_step(req.id, step, at=now):
+        return 0
+    gw.metrics.report_steps.labels(req.kind, step).inc()
+    return 1
+
+
 async def _sent(gw: Gateway, event_id: str) -> bool:
     try:
         await gw.store.get_event(event_id)
@@ -187,11 +195,11 @@ async def schedule_once(gw: Gateway, now: float | None = None) -> int:
         if req.reminded_at is None and now >= req.due_at - spec.remind_seconds():
             if now < req.due_at:  # after the deadline a reminder says nothing the missing list does not
                 await remind(gw, req, now)
-            taken += await gw.store.mark_report_step(req.id, "reminded", at=now)
+            taken += await _mark(gw, req, "reminded", now)
         if req.missing_at is None and now >= req.due_at:
             await tell_missing(gw, req, now)
-            taken += await gw.store.mark_report_step(req.id, "missing", at=now)
+            taken += await _mark(gw, req, "missing", now)
         if req.kind == "daily" and req.rollup_at is None and now >= req.due_at + spec.rollup_seconds():
             await send_rollup(gw, req, now)
-            taken += await gw.store.mark_report_step(req.id, "rollup", at=now)
+            taken += await _mark(gw, req, "rollup", now)
     return taken

@@ -199,6 +199,7 @@ async def _file(gw: Gateway, view: FormView, data: dict[str, Any], *, by: str, v
     # filing the report confirms the request was received (it replaces the ack link)
     await gw.store.record_ack(event_id=view.request.id, unit_id=view.unit_id, delivery_id=None, by=by,
                               via="report", at=now)
+    gw.metrics.reports.labels(view.request.kind, via, "late" if view.late else "on_time").inc()
     await gw.audit(by, "report_filed", f"{view.request.id}/{view.unit_id}",
                    {"version": version, "via": via, "late": view.late, "kind": view.request.kind})
     log.info("report_filed", request_id=view.request.id, unit_id=view.unit_id, version=version, via=via,
