@@ -143,7 +143,7 @@ async def test_a_drill_gets_the_same_documents_marked_on_every_page(
     assert s == 202
     set_clock(clock, tomorrow_at("12:00"))
     _, body = await d.call("GET", "/v1/events/drill-1/reports", token="reader")
-    for _ in range(100):
+    for _ in range(400):
         _, body = await d.call("GET", "/v1/events/drill-1/reports", token="reader")
         if body["requests"]:
             break

@@ -41,7 +41,7 @@ async def issue_and_request(d: Daemon, receiver: Receiver, clock: Path, chain: s
     s, _ = await d.call("POST", "/v1/events", json_body={"id": chain, "type": "warning.issued", "level": "orange"})
     assert s == 202
     set_clock(clock, tomorrow_at("12:00"))
-    await receiver.wait_for(lambda r: set(REPORTERS) <= set(links(r)), timeout=20)
+    await receiver.wait_for(lambda r: set(REPORTERS) <= set(links(r)), timeout=45)
     return links(receiver)
 
 
