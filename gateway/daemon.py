@@ -7,6 +7,8 @@ is rejected and the running one stays.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -16,14 +18,17 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.acklinks import AckLinks
+from gateway.api import events, extra_routes, ops
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
-from gateway.cap_feed_poller import CapFeedPoller
+from gateway.cap import CapError
+from gateway.cap_feed_poller import CapFeedPoller, Refused
+from gateway.cap_intake import take_cap
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.flows import signoff
+from gateway.flows import directory, signoff
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation
@@ -37,6 +42,7 @@ from gateway.jobs.scheduler import Scheduler
 from gateway.metrics import Metrics
 from gateway.policy import Policy, load_policy
 from gateway.providers.registry import delivery_meta
+from gateway.providers.twilio.wiring import reload_twilio
 from gateway.render import Renderer
 from gateway.reportlinks import ReportLinks
 from gateway.retry import Backoff
@@ -117,8 +123,6 @@ class Gateway:
         return True
 
     async def _reload(self) -> None:
-        from gateway.flows import directory
-
         try:
             policy = load_policy(self.config.policy.path)
             found = await directory.sync(self, policy=policy)
@@ -132,8 +136,6 @@ class Gateway:
         await self._after_reload()
 
     async def _after_reload(self) -> None:
-        from gateway.providers.twilio.wiring import reload_twilio
-
         await reload_twilio(self)
         for name in self.channels:
             self.dispatcher.resume(name)
@@ -187,8 +189,6 @@ class Gateway:
                                      persons=self.persons)
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
-        from gateway.flows import directory
-
         self.extras["directory"] = await directory.sync(self, policy=load_policy(cfg.policy.path))
         self.runtime = self.load_runtime()
         d = cfg.dispatch
@@ -217,14 +217,10 @@ class Gateway:
                  worker_id=self.dispatcher.worker_id)
 
     def make_app(self) -> web.Application:
-        from gateway.api import events, ops
-
         app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes)
         app[GATEWAY] = self
         app.add_routes(events.routes)
         app.add_routes(ops.routes)
-        from gateway.api import extra_routes
-
         for table in extra_routes():
             app.add_routes(table)
         return app
@@ -235,10 +231,6 @@ class Gateway:
         Raises:
             gateway.cap_feed_poller.Refused: intake refused it (a 4xx at the HTTP intake).
         """
-        from gateway.cap import CapError
-        from gateway.cap_feed_poller import Refused
-        from gateway.cap_intake import take_cap
-
         try:
             return await take_cap(self, raw, source="cap_feed", principal=principal)
         except CapError as exc:
@@ -300,9 +292,6 @@ class Gateway:
 
 def secret_file(data_dir: str, name: str, env: str) -> bytes:
     """A secret from the environment, else from <data-dir>/<name> (created once, mode 0600)."""
-    import os
-    import secrets
-
     from_env = os.environ.get(env, "")
     if from_env:
         logs.register_secret(from_env)

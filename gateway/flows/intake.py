@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from contacts.resolver import UnknownAudience
+from gateway.cap_out import render_cap
 from gateway.config import CapCfg
 from gateway.dispatcher import URGENT
 from gateway.events import ENDING_TYPES, Event, EventType, new_event_id
@@ -219,8 +220,6 @@ class Intake:
 
     async def _cap_renderer(self, event: Event, event_id: str, accepted: datetime) -> Callable[[], str]:
         """The event as CAP 1.2, for webhook endpoints with `format: cap` (public platforms)."""
-        from gateway.cap_out import render_cap
-
         superseded = None
         if event.supersedes:
             with contextlib.suppress(UnknownEvent):  # an unknown one is refused by the store below

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.durations import parse_duration
 from gateway.events import Event, EventType
+from gateway.flows import reports
 from gateway.flows.errors import DomainError
 from gateway.flows.public import public_deliveries
 from gateway.logs import get as get_logger
@@ -88,8 +89,6 @@ async def _track_daily(gw: Gateway, request: Event, head: dict[str, Any], event:
     Raises:
         Invalid: the request cannot be planned (intake would refuse it too).
     """
-    from gateway.flows import reports
-
     day = datetime.strptime(slot.removeprefix("d"), "%Y%m%d").date()
     await reports.register(gw, request=request, chain_id=head["chain_id"], kind="daily",
                            period=day.isoformat(),

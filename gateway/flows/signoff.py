@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.durations import parse_duration
 from gateway.events import Event, Status
 from gateway.flows.errors import Conflict, Invalid, NotAllowed, NotFound
+from gateway.flows.signoff_reports import report_expired, report_release
 from gateway.logs import get as get_logger
 from gateway.store.base import UnknownEvent
 
@@ -111,8 +112,6 @@ async def sign(g: Gateway, event_id: str, *, principal: str, ref: str | None = N
                                                          "deliveries": released.deliveries})
     log.info("event_signed", event_id=event_id, signer=principal, warning_level=row["level"],
              deliveries=released.deliveries, waited=round(now - row["created_at"], 3))
-    from gateway.flows.signoff_reports import report_release
-
     row = await _row(g, event_id)
     await report_release(g, event_id, row)
     return row
@@ -144,8 +143,6 @@ async def reject(g: Gateway, event_id: str, *, principal: str, reason: str) -> d
 
 async def expire(g: Gateway) -> int:
     """End every draft past its expiry (held deliveries cancelled), each counted and audited."""
-    from gateway.flows.signoff_reports import report_expired
-
     expired = await g.store.expire_signoffs(now=time.time())
     for event_id in expired:
         row = await g.store.get_signoff(event_id)

@@ -1,0 +1,1 @@
+"""The store: its ports (`ports.py`) and their SQLite and PostgreSQL implementations."""
