@@ -35,6 +35,7 @@ from gateway.flows.escalation import Escalation
 from gateway.flows.fallback import Fallback
 from gateway.flows.intake import Intake
 from gateway.flows.people import PersonNotices, list_links
+from gateway.flows.public import PublicDesk
 from gateway.flows.receipts import ProviderReceipts, receipt_rules
 from gateway.flows.signoff_reports import report_release
 from gateway.jobs.registry import register as register_jobs
@@ -187,6 +188,8 @@ class Gateway:
                                      voice_text=self.fallback.voice_text, signature=cfg.sms.signature,
                                      metrics=self.metrics, audit=self.audit, wake=lambda: self.dispatcher.wake(),
                                      persons=self.persons)
+        self.public = PublicDesk(store=self.store, runtime=lambda: self.runtime, metrics=self.metrics,
+                                 audit=self.audit, wake=lambda: self.dispatcher.wake())
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
         self.extras["directory"] = await directory.sync(self, policy=load_policy(cfg.policy.path))

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
-from gateway.flows import public
 from gateway.flows.errors import validation_error
 from gateway.store.common import ts
 
@@ -45,8 +44,8 @@ async def request_public(request: web.Request) -> web.Response:
         draft = Draft.model_validate(await read_json(request))
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    pm_id = await public.request(gw(request), principal=principal.name, event_id=draft.event_id, text=draft.text,
-                                 units=draft.units)
+    pm_id = await gw(request).public.request(principal=principal.name, event_id=draft.event_id,
+                                             text=draft.text, units=draft.units)
     stored = await gw(request).store.get_public(pm_id)
     assert stored is not None
     return json_response(_view(stored), status=201)
@@ -55,7 +54,7 @@ async def request_public(request: web.Request) -> web.Response:
 @routes.post("/v1/public-messages/{id}/approve")
 async def approve(request: web.Request) -> web.Response:
     principal = require(request, "public:approve")
-    await public.approve(gw(request), request.match_info["id"], principal=principal.name)
+    await gw(request).public.approve(request.match_info["id"], principal=principal.name)
     return await _answer(request, request.match_info["id"])
 
 
@@ -66,7 +65,7 @@ async def reject(request: web.Request) -> web.Response:
         decision = Decision.model_validate(await read_json(request))
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    await public.reject(gw(request), request.match_info["id"], principal=principal.name, reason=decision.reason)
+    await gw(request).public.reject(request.match_info["id"], principal=principal.name, reason=decision.reason)
     return await _answer(request, request.match_info["id"])
 
 

@@ -16,7 +16,6 @@ from gateway.durations import parse_duration
 from gateway.events import Event, EventType
 from gateway.flows import reports
 from gateway.flows.errors import DomainError
-from gateway.flows.public import public_deliveries
 from gateway.logs import get as get_logger
 from gateway.policy import ReminderSpec
 from gateway.render import BEIJING
@@ -103,7 +102,7 @@ async def _rebroadcast(gw: Gateway, head: dict[str, Any], slot: str, chain: str)
     for pm in await gw.store.list_public(state="approved", limit=100):
         if pm["event_id"] != head["id"]:
             continue
-        new = await gw.store.add_deliveries(pm["event_id"], public_deliveries(gw, pm, head, round_), now=time.time())
+        new = await gw.store.add_deliveries(pm["event_id"], gw.public.deliveries(pm, head, round_), now=time.time())
         if new:
             added += 1
             gw.dispatcher.wake()
