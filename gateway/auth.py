@@ -45,6 +45,10 @@ class TokenBook:
     def __len__(self) -> int:
         return len(self._by_digest)
 
+    def principals(self) -> list[Principal]:
+        """Every principal of the book (check-config: who can sign which warnings)."""
+        return list(self._by_digest.values())
+
     @classmethod
     def from_file(cls, path: str | Path) -> TokenBook:
         """Raises TokensError naming the entry at fault."""

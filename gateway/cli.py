@@ -151,9 +151,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         from gateway.auth import TokenBook, TokensError
 
         try:
-            TokenBook.from_file(cfg.auth.tokens_file)
+            book = TokenBook.from_file(cfg.auth.tokens_file)
         except TokensError as exc:
             problems.append(f"tokens: {exc}")
+        else:
+            if policy is not None:
+                for w in unsignable_levels(policy, book):
+                    print(f"warning: {w}")
     if cfg.cap.trusted_certs:
         from gateway.cap_sig import load_certs
 
@@ -174,6 +178,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     assert roster is not None and policy is not None
     print(f"ok: {len(roster.units)} units, {len(roster.groups)} groups, {len(policy.model.rules)} policy rules")
     return 0
+
+
+def unsignable_levels(policy: Any, book: Any) -> list[str]:
+    """A warning level the policy holds for sign-off that no token could sign would never go out."""
+    signers = {p.name for p in book.principals() if p.can("events:sign")}
+    out = []
+    for level in policy.model.signoff.levels:
+        listed = policy.model.signoff.signers_for(level.value)
+        if not (set(listed) & signers if listed else signers):
+            out.append(f"policy signoff: no token with events:sign can sign {level.value} warnings"
+                       f" (signers: {', '.join(listed) or 'any'}): they would wait until they expire")
+    return out
 
 
 def cmd_roster(args: argparse.Namespace) -> int:

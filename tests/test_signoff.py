@@ -140,3 +140,17 @@ async def test_the_preview_counts_the_approval_and_names_the_signers(
     assert "经县指挥部批准" in p["sms"]["text"] and "经县指挥部批准" in p["voice"]["text"]
     status, p = await d.call("POST", "/v1/preview", json_body={**RED, "status": "exercise"})
     assert status == 200 and p["signoff"]["required"] is False and "经县指挥部批准" not in p["sms"]["text"]
+
+
+def test_check_config_warns_when_no_token_can_sign_a_level(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"auth": {"tokens_file": str(tokens)}}))
+    tokens.write_text(yaml.safe_dump([
+        {"principal": "writer", "token": "t-writer-0123456789", "scopes": ["events:write"]},
+        {"principal": "deputy_commander", "token": "t-deputy-0123456789", "scopes": ["events:sign"]}]))
+    out = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "no token with events:sign can sign red warnings" in out.stdout
+    assert "sign orange warnings" not in out.stdout  # the deputy commander signs those
