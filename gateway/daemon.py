@@ -28,7 +28,7 @@ from gateway.cap_feed_poller import CapFeedPoller, Refused
 from gateway.cap_intake import take_cap
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.flows import directory, signoff
+from gateway.flows import directory, reports, signoff
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation
@@ -37,6 +37,7 @@ from gateway.flows.intake import Intake
 from gateway.flows.people import PersonNotices, list_links
 from gateway.flows.public import PublicDesk
 from gateway.flows.receipts import ProviderReceipts, receipt_rules
+from gateway.flows.reminders import Reminders
 from gateway.flows.signoff_reports import report_release
 from gateway.jobs.registry import register as register_jobs
 from gateway.jobs.scheduler import Scheduler
@@ -207,6 +208,9 @@ class Gateway:
                              hold=lambda event, **kw: signoff.hold_for(self, event, **kw),
                              report_release=lambda event_id, row: report_release(self, event_id, row), cap=cfg.cap,
                              metrics=self.metrics, audit=self.audit)
+        self.reminders = Reminders(store=self.store, runtime=lambda: self.runtime, submit=self.intake.submit,
+                                   register_report=lambda **kw: reports.register(self, **kw),
+                                   public_deliveries=self.public.deliveries, wake=lambda: self.dispatcher.wake())
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         if cfg.intake.cap_feeds:
             self.feeds = CapFeedPoller(cfg.intake.cap_feeds, self.store, self._take_feed_entry, self.metrics,
