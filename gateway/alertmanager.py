@@ -170,8 +170,14 @@ def build_event(alert: AmAlert, rule: AlertRuleCfg, *, event_id: str, etype: Eve
         if alert.endsAt is not None and alert.endsAt.year > 1:  # Go's zero time means "unset"
             data["valid_from"] = alert.endsAt
     else:
-        data["headline"] = alert.annotations.get(rule.headline_annotation)
-        data["body"] = alert.annotations.get(rule.body_annotation)
+        # never refused for length: a headline over the model's 200 characters is cut, whole in the body
+        headline = alert.annotations.get(rule.headline_annotation)
+        body = alert.annotations.get(rule.body_annotation)
+        if headline is not None and len(headline) > 200:
+            body = headline if not body else f"{headline}。{body}"
+            headline = headline[:199] + "…"
+        data["headline"] = headline
+        data["body"] = body[:19999] + "…" if body is not None and len(body) > 20000 else body
     if area := _label(alert, rule.area_label):
         data["area"] = area
     try:

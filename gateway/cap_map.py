@@ -143,8 +143,17 @@ def _type_and_level(alert: CapAlert, cfg: CapCfg, ref: Referenced | None) -> tup
     return kind, level
 
 
+HEADLINE_CHARS, BODY_CHARS = 200, 20000  # the Event model's limits
+
+
+def _clip(text: str | None, n: int) -> str | None:
+    return text if text is None or len(text) <= n else text[: n - 1] + "…"
+
+
 def _info_fields(info: CapInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {"headline": info.headline, "body": info.description,
+    # an upstream alert is never refused for length: what the event model cannot hold is cut
+    out: dict[str, Any] = {"headline": _clip(info.headline, HEADLINE_CHARS),
+                           "body": _clip(info.description, BODY_CHARS),
                            "valid_from": info.onset or info.effective, "valid_until": info.expires}
     if info.areas:
         area = "；".join(info.areas)

@@ -83,7 +83,7 @@ def _when(raw: Any) -> str | None:
 def _headline(view: Mapping[str, Any], data: Mapping[str, Any], cfg: CapCfg) -> str:
     if data.get("headline"):
         return str(data["headline"])
-    name, roman = LEVELS.get(str(view.get("level")), ("", ""))
+    name, roman, _ = LEVELS.get(str(view.get("level")), ("", "", ""))
     template = _HEADLINE.get(str(view["type"]), "{area}重污染天气应急通知")
     return template.format(area=data.get("area") or cfg.area_name, lv=f"{name}({roman}级)" if name else "")
 
@@ -114,7 +114,7 @@ def _info(root: Element, cfg: CapCfg, view: Mapping[str, Any], msg_type: str) ->
     _add(info, "description", data.get("body"))
     _add(info, "instruction", "\n".join(str(m["text"]) for m in data.get("measures") or ()))
     if level in LEVELS:
-        name, roman = LEVELS[str(level)]
+        name, roman, _ = LEVELS[str(level)]
         _pair(info, "parameter", "level", str(level))
         _pair(info, "parameter", "预警颜色", name)
         _pair(info, "parameter", "预警级别", f"{roman}级")

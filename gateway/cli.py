@@ -143,6 +143,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             extra_contacts(cfg.roster.extra_contacts, roster, cfg.base_url)
         except ValueError as exc:
             problems.append(str(exc))
+    if roster is not None:
+        from gateway.acklinks import AckLinks
+        from gateway.message_check import fixed_parts_problems
+        from gateway.render import Renderer
+
+        renderer = Renderer(signature=cfg.sms.signature, max_sms_segments=cfg.sms.max_segments)
+        problems += fixed_parts_problems(renderer, roster, AckLinks(b"-", cfg.base_url).url_length())
     if policy is not None:
         from gateway.templates_cn import check_template_mapping  # issue 8: approved templates
 

@@ -61,7 +61,7 @@ class PolicyCfg(BaseModel):
 class SmsCfg(BaseModel):
     model_config = _Strict
     signature: str = "【泽州县人民政府】"
-    max_segments: int = Field(default=3, ge=1, le=10)
+    max_segments: int = Field(default=2, ge=1, le=10)  # every SMS is fitted to it (render.py)
 
 
 class DispatchCfg(BaseModel):

@@ -107,10 +107,13 @@ class Event(BaseModel):
     valid_from: Timestamp | None = None
     valid_until: Timestamp | None = None
     headline: str | None = Field(default=None, max_length=200)
-    body: str | None = Field(default=None, max_length=2000)
+    # whole on the notice page and in webhooks; each SMS carries what fits (see render.py)
+    body: str | None = Field(default=None, max_length=20000)
     measures: tuple[Measure, ...] = Field(default=(), max_length=50)
     audience: AudienceIn | None = None
     issued_by: IssuedBy | None = None
+    # true: refuse (422 message_too_long) instead of cutting the free text to fit the SMS budget
+    strict_length: bool | None = None
 
     @field_validator("valid_from", "valid_until")
     @classmethod

@@ -16,13 +16,19 @@ from gateway.deliveries import Deliveries, deadline_for, delivery_ids
 from gateway.events import Event, EventType
 from gateway.flows.people import plan_persons
 from gateway.policy import Policy
-from gateway.render import Renderer
+from gateway.render import Chain, Fitted, Renderer, RenderError, kind_of
 from gateway.reportlinks import TRACKED_PREFIXES, ReportLinks
-from gateway.store.base import PlannedAck, PlannedDelivery
+from gateway.store.base import PlannedAck, PlannedDelivery, UnknownEvent
 from gateway.store.common import ts
+from gateway.store.ports import Events
 
 LINK_VALIDITY = timedelta(hours=24)  # ack links outlive the ack window: late confirmations count
 REPORT_LINK_VALIDITY = timedelta(days=14)  # report links outlive the longest summary deadline
+
+
+def link_expiry(accepted_at: float, ack_deadline: float | None) -> float:
+    """When a unit's ack link stops working: 24 hours after acceptance, or its ack deadline if later."""
+    return max(accepted_at + LINK_VALIDITY.total_seconds(), ack_deadline or 0.0)
 
 
 @dataclass
@@ -74,13 +80,20 @@ class Planner:
         return units
 
     async def plan(self, event: Event, event_id: str, accepted: datetime,
-                   cap: Callable[[], str] | None = None, approval: str = "") -> PlanResult:
+                   cap: Callable[[], str] | None = None, approval: str = "",
+                   chain: Chain | None = None) -> PlanResult:
         """`cap` renders the event as CAP 1.2 XML for webhook endpoints that ask for it (called at
-        most once); `approval` names the sign-off in every message. Raises UnknownAudience or
-        RenderError (an SMS over budget)."""
+        most once); `approval` names the sign-off in every message; `chain` is what a later step
+        names of the earlier notices (see `chain_of`). Every SMS is fitted to the segment budget;
+        what had to be cut is in the warnings.
+
+        Raises:
+            UnknownAudience: an audience names an unknown role, group or unit.
+            RenderError: the event asks for `strict_length` and an SMS needs its free text cut.
+        """
         cap_xml: str | None = None
         res = PlanResult()
-        ctx = self.renderer.context(event, event_id, accepted, approval=approval)
+        ctx = self.renderer.context(event, event_id, accepted, chain, approval=approval)
         deadline = deadline_for(event, accepted, self.policy.horizon)
         priority = self.policy.priority(event)
         ids = delivery_ids()
@@ -89,6 +102,24 @@ class Planner:
         reports = (self.report_links is not None and event.type is EventType.REPORT_REQUESTED
                    and event_id.startswith(TRACKED_PREFIXES))
         person_rules = self.policy.person_rules(event, accepted)
+        placeholder = "\x00" * (self.links.url_length() if self.links is not None else 0)
+        sms_cache: dict[tuple[object, ...], Fitted] = {}
+        full_cache: dict[tuple[object, ...], str] = {}
+        cut_units: list[str] = []
+
+        def fit(r: Recipient, ack: timedelta | None, action: str, linked: bool, report_url: str) -> Fitted:
+            # units of one kind with the same action get the same text but for the link, whose
+            # length is fixed: fit it once with a stand-in of that length
+            key = (kind_of(r.roles), action, ack, linked, report_url)
+            fitted = sms_cache.get(key)
+            if fitted is None:
+                fitted = sms_cache[key] = self.renderer.fit_sms(
+                    ctx, unit_name=r.unit_name, ack=ack, action=action, roles=r.roles,
+                    ack_url=placeholder if linked else "", report_url=report_url)
+            if set(fitted.cut) - {"hq", "kind"}:
+                cut_units.append(r.unit_id)
+            return fitted
+
         for up in (await self._units(event, accepted)).values():
             r = up.recipient
             ack_deadline = (accepted + up.ack) if up.ack else None
@@ -97,25 +128,26 @@ class Planner:
             targets = self.deliveries.plan_targets(r, up.channels, res.warnings)
             if not targets:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
-            sms_text: str | None = None
             unit_payload: str | None = None
             action = self.renderer.action(ctx, r.actions)
             report_url = ""
             if reports and self.report_links is not None:
                 report_url = self.report_links.url(event_id, r.unit_id, (accepted + REPORT_LINK_VALIDITY).timestamp())
+            linked = bool(up.ack) and self.links is not None and not report_url
+            if event.strict_length and not any(ch == "sms" for ch, _, _ in targets):
+                fit(r, up.ack, action, linked, report_url)  # strict: the free text must fit an SMS anyway
             for ch, addr, fmt in targets:
                 did = next(ids)
                 if ch == "voice":
-                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action)
-                elif ch == "sms" and up.ack and self.links is not None and not report_url:
-                    expires = accepted + max(up.ack, LINK_VALIDITY)
-                    text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action,
-                                             ack_url=self.links.url(did, expires.timestamp()))
+                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action, roles=r.roles)
+                elif ch == "sms":
+                    text = fit(r, up.ack, action, linked, report_url).text
+                    if linked and self.links is not None:
+                        text = text.replace(placeholder, self.links.url(did))
                 else:
-                    if sms_text is None:
-                        sms_text = self.renderer.sms(ctx, unit_name=r.unit_name, ack=up.ack, action=action,
-                                                     report_url=report_url)
-                    text = sms_text
+                    fkey = (kind_of(r.roles), action, up.ack)
+                    text = full_cache.get(fkey) or full_cache.setdefault(
+                        fkey, self.renderer.full_text(ctx, ack=up.ack, action=action, roles=r.roles))
                 payload = ""
                 if ch == "webhook" and fmt == "cap" and cap is not None:
                     if cap_xml is None:  # the same document for every CAP endpoint
@@ -139,8 +171,41 @@ class Planner:
                     event_id=event_id, factory=self.deliveries, renderer=self.renderer, ctx=ctx,
                     links=self.links, ack=up.ack, action=action, priority=priority, deadline=deadline,
                     taken={(ch, addr) for ch, addr, _ in targets}))
+        # 县指挥部 and 重污染天气 left out are no loss worth a warning: the signature and the level say them
+        cuts = sorted({c for f in sms_cache.values() for c in f.cut} - {"hq", "kind"})
+        if cuts:
+            res.warnings.append(self._cut_warning(cuts, cut_units))
+            if event.strict_length and {"free", "measures", "action"} & set(cuts):
+                raise RenderError(f"{res.warnings[-1]}; the request asks for strict_length",
+                                  field="$.body" if "free" in cuts else "$.measures")
         res.warnings = list(dict.fromkeys(res.warnings))
         return res
+
+    def _cut_warning(self, cuts: list[str], units: list[str]) -> str:
+        names = {"free": "headline/body cut at a clause with …", "measures": "measures cut",
+                 "validity": "validity left out", "doc_no": "文号 left out",
+                 "origin": "the lifted notice's date left out", "action": "unit action cut"}
+        who = sorted(set(units))
+        return (f"SMS fitted to {self.renderer.max_sms_segments} segments for {len(who)} unit(s) "
+                f"({', '.join(who[:5])}{', …' if len(who) > 5 else ''}): {'; '.join(names[c] for c in cuts)}; "
+                "the whole text is on the notice page behind the link, in the webhook body and the voice call")
+
+
+async def chain_of(store: Events, event: Event) -> Chain | None:
+    """What a later step names of its chain: the level in force before it and the chain's first
+    notice (文号, start). None for an event that continues nothing or names an unknown event."""
+    if event.supersedes is None:
+        return None
+    try:
+        before = await store.get_event(event.supersedes)
+        root = before if not before.get("chain_id") or before["chain_id"] == before["id"] else \
+            await store.get_event(before["chain_id"])
+    except UnknownEvent:
+        return None
+    data = root.get("event") or {}
+    start = data.get("valid_from") or root.get("accepted_at")
+    return Chain(level=before.get("level"), origin_doc_no=(data.get("issued_by") or {}).get("doc_no", ""),
+                 origin_at=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None)
 
 
 def utcnow() -> datetime:

@@ -184,16 +184,20 @@ async def test_preview_renders_and_counts_segments_without_storing(
     status, p = await d.call("POST", "/v1/preview", json_body={**ORANGE, "headline": "泽州县橙色预警"})
     assert status == 200, p
     sms = p["sms"]
-    assert sms["text"].startswith("【泽州县人民政府】") and "橙色(Ⅱ级)" in sms["text"]
-    assert sms["segments"] == sms_segments(sms["text"]) >= 2 and sms["max_segments"] == 3
+    assert sms["text"].startswith("【泽州县人民政府】") and "橙色预警，启动Ⅱ级应急响应" in sms["text"]
+    assert sms["segments"] == sms_segments(sms["text"]) <= 2 and sms["max_segments"] == 2
     assert sms["chars"] == len(sms["text"]) and not sms["over_budget"] and "problem" not in p
     assert "/a/" in sms["text"], "the sample is the longest SMS: one that carries an ack link"
     assert p["voice"]["text"] and p["by_channel"]["sms"] == sms["recipients"] >= 1
     assert p["units"] >= 30 and p["deliveries"] == sum(p["by_channel"].values())
-    # over the budget: shown, with the problem named, not refused
-    status, p = await d.call("POST", "/v1/preview", json_body={**ORANGE, "body": "请严格落实各项减排措施。" * 20})
-    assert status == 200 and p["sms"]["over_budget"] and p["sms"]["segments"] > 3
-    assert p["problem"]["code"] == "message_too_long"
+    # a long body is fitted (issue 14: cut at a clause, named in the warnings), not over the budget
+    long_body = {**ORANGE, "body": "请严格落实各项减排措施。" * 20}
+    status, p = await d.call("POST", "/v1/preview", json_body=long_body)
+    assert status == 200 and not p["sms"]["over_budget"] and p["sms"]["segments"] <= 2 and "problem" not in p
+    assert any("headline/body cut" in w for w in p["warnings"]), p["warnings"]
+    # with strict_length the cut is the problem intake would refuse, shown rather than refused
+    status, p = await d.call("POST", "/v1/preview", json_body={**long_body, "strict_length": True})
+    assert status == 200 and p["problem"]["code"] == "message_too_long" and p["problem"]["field"] == "$.body"
     # nothing was stored or sent
     assert (await d.call("GET", "/v1/events", token="reader"))[1]["events"] == []
     assert not sandbox.records

@@ -41,7 +41,8 @@ async def test_orange_warning_reaches_every_selected_unit(receiver: Receiver, da
     assert all(r.signature_ok for r in receiver.received)
     payload = receiver.received[0].json
     assert payload["event"]["id"] == "orange-1" and payload["event"]["level"] == "orange"
-    assert payload["text"].startswith("【泽州县人民政府】") and "橙色(Ⅱ级)" in payload["text"]
+    # official register (issue 14): 发布重污染天气橙色预警，启动Ⅱ级应急响应, no ASCII brackets
+    assert payload["text"].startswith("【泽州县人民政府】") and "橙色预警，启动Ⅱ级应急响应" in payload["text"]
     assert payload["ack"]["required"] is True
 
     m = await d.metrics()
@@ -84,7 +85,9 @@ async def test_bad_input_gets_4xx_in_the_error_shape(receiver: Receiver, daemon_
         ({"json_body": {"type": "notice", "surprise": 1}}, 422, "invalid_field", "$.surprise"),
         ({"json_body": {"type": "notice", "audience": {"roles": ["no_such_role"]}}}, 422, "unknown_audience",
          "$.audience"),
-        ({"json_body": {"type": "notice", "body": "长" * 400}}, 422, "message_too_long", "$.body"),
+        # a body longer than the SMS budget is cut to fit unless the request asks for strict length
+        ({"json_body": {"type": "notice", "body": "长" * 400, "strict_length": True}}, 422, "message_too_long",
+         "$.body"),
         ({"data": json.dumps({"type": "notice", "body": "x" * 9000}).encode(), "headers": ct}, 413,
          "body_too_large", None),
         ({"data": b"type=notice", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415,

@@ -1,5 +1,6 @@
 """Messages that carry the plan (issue 14), through the real daemon: each unit's own actions by
-level on SMS, voice and webhook; check-config naming units without actions."""
+level on SMS, voice and webhook; check-config naming units without actions; every SMS fitted to
+the segment budget, so no upstream alert is refused for length."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pytest
 import yaml
 
 from contacts import load_roster
+from gateway.render import sms_segments
 from gateway.sandbox import Sandbox, SandboxConfig
 from tests.conftest import DaemonFactory
-from tests.support.daemon import all_terminal
+from tests.support.daemon import Daemon, all_terminal
 from tests.support.receiver import Receiver
 
 SID, TOKEN = "AC" + "2" * 32, "sandbox-token-for-message-tests"
@@ -36,14 +38,24 @@ def everyone_policy(channels: list[str]) -> dict[str, Any]:
     }
 
 
-def config(sandbox: Sandbox, receiver: Receiver) -> dict[str, Any]:
+def mobiles() -> dict[str, list[dict[str, str]]]:
+    """A mobile number of its own for every unit (the roster's are mostly landlines, which get voice)."""
+    return {uid: [{"number": f"+86139035610{i:02d}"}] for i, uid in enumerate(ROSTER.units)}
+
+
+def config(sandbox: Sandbox, receiver: Receiver | None = None, *, sms_for_all: bool = False,
+           **extra: Any) -> dict[str, Any]:
+    contacts: dict[str, list[dict[str, str]]] = mobiles() if sms_for_all else {}
+    if receiver is not None:
+        contacts["*"] = [{"url": receiver.url("/hook/{unit_id}")}]
     return {
-        "roster": {"extra_contacts": {"*": [{"url": receiver.url("/hook/{unit_id}")}]}},
+        "roster": {"extra_contacts": contacts},
         "channels": {"webhook": {"enabled": True, "timeout": 2.0},
                      "twilio": {"enabled": True, "base_url": sandbox.base_url, "sms_rate": 200,
                                 "voice_rate": 200, "timeout": 2.0, "voice_retry_interval": 0.3}},
         "dispatch": {"backoff_initial": 0.1, "backoff_max": 1.0},
         "sandbox": {"enabled": False},
+        **extra,
     }
 
 
@@ -100,7 +112,7 @@ def test_the_packaged_roster_has_actions_for_every_unit_and_level() -> None:
     assert "视情停课" in ROSTER.units["county_education_bureau"].actions.red
     assert "停止户外活动" in ROSTER.units["county_education_bureau"].actions.orange
     assert "供电管控" in ROSTER.units["state_grid_zezhou_power_supply"].actions.orange
-    assert "免费发送预警短信" in ROSTER.units["china_unicom_zezhou"].actions.red
+    assert "批准的预警短信" in ROSTER.units["china_unicom_zezhou"].actions.red
 
 
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
@@ -138,3 +150,112 @@ def test_roster_rejects_unknown_action_keys_and_long_lines(tmp_path: Path) -> No
         load_roster_text(yaml.safe_dump(data, allow_unicode=True))
     text = str(exc.value)
     assert "unknown field 'purple'" in text and "'red' has 41 characters" in text
+
+
+# --- (b) every SMS fits; nothing upstream is refused for length
+
+LONG_SUMMARY = ("泽州县城区及周边乡镇空气质量指数持续超过200，首要污染物为细颗粒物，受静稳天气和逆温层影响，"
+                "污染物扩散条件差，预计未来72小时仍将维持重度污染水平，局部时段可能出现严重污染，请各单位"
+                "立即启动相应级别应急响应，加强巡查检查，督促重点企业落实减排措施，确保各项措施落实到位，"
+                "同时做好公众健康防护宣传工作。")
+
+
+async def _sms_sent(d: Daemon, sandbox: Sandbox, event_id: str) -> list[str]:
+    body = await d.wait_event(event_id, all_terminal, timeout=60)
+    assert {x["status"] for x in body["deliveries"]} == {"delivered"}, body["summary"]
+    refs = {x["provider_ref"] for x in body["deliveries"] if x["channel"] == "sms"}
+    return [r.body for r in sandbox.records.values() if r.sid in refs]
+
+
+def _assert_fitted(texts: list[str], n: int) -> None:
+    assert len(texts) == n
+    for t in texts:
+        assert sms_segments(t) <= 2 and "/a/" in t, t
+        assert t.rstrip().split("签收：")[-1].startswith("http"), t  # the link ends the SMS, whole
+
+
+async def test_long_alertmanager_summary_is_accepted_and_every_sms_fits(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    assert len(LONG_SUMMARY) >= 150
+    d = await daemon_factory(config(sandbox, sms_for_all=True), everyone_policy(["sms"]), env=ENV)
+    alert = {"status": "firing", "labels": {"alertname": "AQIHigh", "level": "red"},
+             "annotations": {"summary": LONG_SUMMARY}, "startsAt": "2026-12-10T04:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": "ab12"}
+    payload = {"version": "4", "groupKey": "{}", "truncatedAlerts": 0, "status": "firing", "receiver": "gateway",
+               "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://x",
+               "alerts": [alert]}
+    status, answer = await d.call("POST", "/v1/intake/alertmanager", json_body=payload)
+    assert status == 202, answer
+    event_id = answer["results"][0]["event_id"]
+    texts = await _sms_sent(d, sandbox, event_id)
+    _assert_fitted(texts, len(ROSTER.units))
+    assert any("…" in t for t in texts)
+    _, view = await d.call("GET", f"/v1/events/{event_id}", token="reader")
+    assert view["event"]["headline"] == LONG_SUMMARY  # whole in the event
+
+
+async def test_long_cap_description_is_accepted_and_every_sms_fits(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    d = await daemon_factory(config(sandbox, sms_for_all=True, server={"max_body_bytes": 262144}),
+                             everyone_policy(["sms"]), env=ENV)
+    description = LONG_SUMMARY * 34
+    assert len(description) >= 5000
+    xml = ('<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>cap-long-1</identifier>'
+           "<sender>jc@example.gov.cn</sender><sent>2026-12-10T10:00:00+08:00</sent><status>Actual</status>"
+           "<msgType>Alert</msgType><scope>Public</scope><info><category>Env</category><event>重污染天气</event>"
+           "<urgency>Expected</urgency><severity>Severe</severity><certainty>Likely</certainty>"
+           f"<headline>重污染天气橙色预警</headline><description>{description}</description></info></alert>")
+    status, answer = await d.call("POST", "/v1/intake/cap", data=xml.encode(),
+                                  headers={"Content-Type": "application/cap+xml"})
+    assert status == 202, answer
+    assert any("fitted to 2 segments" in w for w in answer["warnings"]), answer
+    texts = await _sms_sent(d, sandbox, answer["event_id"])
+    _assert_fitted(texts, len(ROSTER.units))
+    _, view = await d.call("GET", f"/v1/events/{answer['event_id']}", token="reader")
+    assert view["event"]["body"] == description
+
+
+async def test_json_body_over_the_budget_is_cut_with_a_warning_unless_strict(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    d = await daemon_factory(config(sandbox, sms_for_all=True), everyone_policy(["sms"]), env=ENV)
+    event = {"type": "warning.issued", "level": "orange", "valid_from": "2026-12-10T12:00:00+08:00",
+             "body": LONG_SUMMARY}
+    status, answer = await d.call("POST", "/v1/events", json_body={**event, "strict_length": True})
+    assert status == 422 and answer["error"]["code"] == "message_too_long", answer
+    assert answer["error"]["field"] == "$.body"
+    status, answer = await d.call("POST", "/v1/events", json_body={**event, "id": "long-json"})
+    assert status == 202, answer
+    assert any("headline/body cut" in w for w in answer["warnings"]), answer
+    texts = await _sms_sent(d, sandbox, "long-json")
+    _assert_fitted(texts, len(ROSTER.units))
+    school = next(t for t in texts if "停止户外活动" in t)
+    assert "…" in school and "泽州县城区" in school  # the body's start, cut at a clause
+
+
+async def test_unit_sms_fit_two_segments_with_the_deploy_public_url(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    deploy = yaml.safe_load((ROOT / "deploy/config/gateway.yaml").read_text(encoding="utf-8"))
+    base = deploy["server"]["public_base_url"]
+    d = await daemon_factory(config(sandbox, sms_for_all=True, server={"public_base_url": base}),
+                             everyone_policy(["sms"]), env=ENV)
+    start = {"type": "warning.issued", "level": "orange", "valid_from": "2026-12-10T12:30:00+08:00",
+             "issued_by": {"org": "泽州县重污染天气应急指挥部", "doc_no": "泽气防办函〔2026〕6号"}}
+    status, answer = await d.call("POST", "/v1/events", json_body={**start, "id": "deploy-1"})
+    assert status == 202, answer
+    steps = [start, {"type": "warning.upgraded", "level": "red", "supersedes": "deploy-1"},
+             {"type": "warning.downgraded", "level": "yellow", "supersedes": "deploy-1"},
+             {"type": "warning.issued", "level": "red", "status": "exercise"}]
+    for step in steps:
+        status, preview = await d.call("POST", "/v1/preview", json_body=step)
+        assert status == 200, preview
+        sms = [m for m in preview["messages"] if m["channel"] == "sms"]
+        assert len(sms) == (len(ROSTER.units) if step.get("status") != "exercise" else len(sms)) and sms
+        for m in sms:
+            unit = ROSTER.units[m["unit_id"]]
+            assert m["segments"] <= 2 and base + "/a/" in m["text"], m
+            action = unit.actions.at(step["level"])
+            assert action in m["text"], (m, action)  # the unit's own action is never what gets cut

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.acklinks import BadLink
 from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
+from gateway.planner import link_expiry
 
 routes = web.RouteTableDef()
 
@@ -44,10 +45,17 @@ def _page(title: str, text: str, status: int = 200) -> web.Response:
 @routes.get("/a/{token}")
 async def ack_link(request: web.Request) -> web.Response:
     g = gw(request)
+    now = time.time()
     try:
-        delivery_id = g.links.verify(request.match_info["token"], time.time())
+        link = g.links.check(request.match_info["token"], now)
     except BadLink as exc:
         return _page("链接无效", f"{exc}。请回复短信1或致电县指挥部办公室签收。", status=404)
+    delivery_id = link.delivery_id
+    d = await g.store.delivery(delivery_id=delivery_id)
+    if d is None:
+        return _page("链接无效", "找不到对应的通知。", status=404)
+    if link.expires_at is None and link_expiry(d["accepted_at"], None) < now:
+        return _page("链接无效", "this link has expired。请回复短信1或致电县指挥部办公室签收。", status=404)
     if await g.store.link_used(delivery_id):
         return _page("已签收", "此链接已使用过，签收已记录。", status=409)
     res = await g.acks.acknowledge(delivery_id=delivery_id, by="ack-link", via="link")

@@ -1,14 +1,14 @@
 """`POST /v1/preview` (events:write): what an event would send, without storing anything.
 
 The body is an event exactly as for `POST /v1/events`. The answer shows the SMS as the unit
-with the longest one would get it (its segment count decides the cost and the budget), a voice
-text, and how many units and deliveries the policy would plan. An SMS over the segment budget
-is not an error here, unlike at intake: the person writing it needs to see it to shorten it.
+with the longest one would get it (its segment count decides the cost), a voice text, how many
+units and deliveries the policy would plan, and `messages`: every planned delivery's text. Every
+SMS is fitted to the budget as at intake; what was cut is in `warnings`. With `strict_length` a
+cut is the `problem` intake would answer 422 with.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aiohttp import web
@@ -19,18 +19,12 @@ from gateway.api.errors import ApiError
 from gateway.api.events import parse_event
 from gateway.console.pages import authenticate
 from gateway.flows import signoff
-from gateway.planner import Planner, utcnow
-from gateway.render import Renderer, sms_segments
+from gateway.planner import Planner, chain_of, utcnow
+from gateway.render import RenderError, sms_segments
 from gateway.store.base import UnknownEvent
 
 routes = web.RouteTableDef()
 SAMPLE_UNIT = "示例单位"
-
-
-@functools.cache
-def _unbounded(signature: str) -> Renderer:
-    # the same templates without the segment budget, so an over-long SMS can still be shown
-    return Renderer(signature=signature, max_sms_segments=10**6)
 
 
 @routes.post("/v1/preview")
@@ -53,15 +47,23 @@ async def preview(request: web.Request) -> web.Response:
                            field="$.supersedes") from exc
     rt = g.runtime
     budget = g.renderer.max_sms_segments
-    renderer = _unbounded(g.renderer.signature)
+    renderer = g.renderer
     planner = Planner(rt.policy, rt.resolver, renderer, g.channels.keys(), links=getattr(g, "links", None))
     event_id = event.id or "preview"
     accepted = utcnow()
     # a warning that waits for sign-off says so in every message: the budget counts that too
     hold = await signoff.hold_for(g, event, principal=principal.name, accepted=accepted.timestamp())
     approval = signoff.APPROVAL if hold is not None and hold["state"] == "pending" else ""
+    chain = await chain_of(g.store, event)
+    problem: dict[str, Any] | None = None
     try:
-        plan = await planner.plan(event, event_id, accepted, approval=approval)
+        try:
+            plan = await planner.plan(event, event_id, accepted, approval=approval, chain=chain)
+        except RenderError as exc:
+            # strict_length would refuse this event: show what it would send without it, and why
+            problem = {"code": "message_too_long", "message": str(exc), "field": exc.field}
+            plan = await planner.plan(event.model_copy(update={"strict_length": None}), event_id, accepted,
+                                      approval=approval, chain=chain)
     except UnknownAudience as exc:
         raise ApiError(422, "unknown_audience", str(exc), field="$.audience") from exc
 
@@ -69,7 +71,7 @@ async def preview(request: web.Request) -> web.Response:
     for d in plan.deliveries:
         by_channel[d.channel] = by_channel.get(d.channel, 0) + 1
     sms = [d for d in plan.deliveries if d.channel == "sms"]
-    ctx = renderer.context(event, event_id, accepted, approval=approval)
+    ctx = renderer.context(event, event_id, accepted, chain, approval=approval)
     unit_id: str | None
     if sms:
         worst = max(sms, key=lambda d: (sms_segments(d.text), len(d.text)))
@@ -94,9 +96,11 @@ async def preview(request: web.Request) -> web.Response:
         "by_channel": by_channel,
         "warnings": plan.warnings,
         "signoff": {"required": bool(approval), "signers": list(signoff.signers(g, hold["level"])) if hold else []},
+        # exactly what each unit will get, one entry per planned delivery
+        "messages": [{"unit_id": d.unit_id, "unit_name": d.unit_name, "channel": d.channel, "text": d.text,
+                      "segments": sms_segments(d.text) if d.channel == "sms" else None}
+                     for d in plan.deliveries],
     }
-    if segments > budget:
-        answer["problem"] = {"code": "message_too_long",
-                             "message": f"the SMS needs {segments} segments; the budget is {budget}: "
-                                        "shorten headline/body", "field": "$.body"}
+    if problem is not None:
+        answer["problem"] = problem
     return json_response(answer)

@@ -15,6 +15,7 @@ from gateway.events import Event
 from gateway.flows.deps import Clock, RuntimeRef, Wake
 from gateway.flows.signoff import APPROVAL
 from gateway.logs import get as get_logger
+from gateway.planner import chain_of
 from gateway.render import Renderer
 from gateway.store.ports import Events, FollowUps
 
@@ -78,9 +79,11 @@ class Fallback:
         event = Event.model_validate({**view["event"], "id": d["event_id"]})
         accepted = datetime.fromtimestamp(d["accepted_at"], UTC)
         signed = (view.get("signoff") or {}).get("state") == "signed"  # its calls name the approval too
-        ctx = self._renderer.context(event, d["event_id"], accepted, approval=APPROVAL if signed else "")
+        ctx = self._renderer.context(event, d["event_id"], accepted, await chain_of(self._store, event),
+                                     approval=APPROVAL if signed else "")
         unit = next((u for u in view["units"] if u["unit_id"] == d["unit_id"]), None)
         ack = timedelta(minutes=1) if unit and unit["ack_required"] else None
         roster_unit = self._runtime().roster.units.get(d["unit_id"])
         action = self._renderer.action(ctx, roster_unit.actions) if roster_unit is not None else ""
-        return self._renderer.voice(ctx, unit_name=d["unit_name"], ack=ack, action=action)
+        roles = roster_unit.roles if roster_unit is not None else ()
+        return self._renderer.voice(ctx, unit_name=d["unit_name"], ack=ack, action=action, roles=roles)

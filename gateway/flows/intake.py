@@ -19,6 +19,7 @@ from gateway.flows.errors import Conflict, Invalid
 from gateway.flows.signoff import APPROVAL
 from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
+from gateway.planner import chain_of
 from gateway.render import RenderError
 from gateway.runtime import new_event, utcnow
 from gateway.store.base import Claim, Duplicate, NewEvent, OutboxItem, PlannedAck, PlannedDelivery, UnknownEvent
@@ -87,8 +88,8 @@ class Intake:
 
         Raises:
             Conflict: the same id with another body.
-            Invalid: an unknown audience, an unknown `supersedes` (people typing ids), or a
-            message over the SMS budget.
+            Invalid: an unknown audience, an unknown `supersedes` (people typing ids), or (only when
+            the event asks for `strict_length`) free text that does not fit the SMS budget.
         """
         rt = self._runtime()
         warnings = list(warnings or [])
@@ -107,7 +108,8 @@ class Intake:
         hold = await self._hold(event, principal=principal, accepted=accepted.timestamp(), released_by=released_by)
         held = hold is not None and hold["state"] == "pending"
         try:
-            plan = await rt.planner.plan(event, event_id, accepted, cap=cap, approval=APPROVAL if held else "")
+            plan = await rt.planner.plan(event, event_id, accepted, cap=cap, approval=APPROVAL if held else "",
+                                         chain=await chain_of(self._store, event))
         except UnknownAudience as exc:
             raise Invalid("unknown_audience", str(exc), field="$.audience") from exc
         except RenderError as exc:

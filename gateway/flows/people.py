@@ -74,10 +74,12 @@ def plan_persons(*, rules: Sequence[PersonRuleSpec], unit: Unit | None, at: date
                 taken.add((ch, addr))
                 did = new_delivery_id()
                 if ch == "voice":
-                    text = renderer.voice(ctx, unit_name=unit.name, ack=ack, action=action)
+                    text = renderer.voice(ctx, unit_name=unit.name, ack=ack, action=action, roles=unit.roles)
                 else:
-                    url = links.url(did, (at + max(ack, LINK_VALIDITY)).timestamp()) if ack and links else ""
-                    text = renderer.sms(ctx, unit_name=unit.name, ack=ack, action=action, ack_url=url)
+                    # the short link: its expiry comes from the delivery (acklinks.py)
+                    url = links.url(did) if ack and links else ""
+                    text = renderer.sms(ctx, unit_name=unit.name, ack=ack, action=action, ack_url=url,
+                                        roles=unit.roles)
                 out.append(factory.build(delivery_id=did, unit_id=unit.id, unit_name=unit.name, channel=ch,
                                          address=addr, text=text, priority=priority, deadline=deadline,
                                          cause_id=person_cause(event_id, unit.id, person.id, ch)))

@@ -43,7 +43,7 @@ def epoch(rfc3339: str | None) -> float | None:
 
 
 def level_text(level: str | None) -> str:
-    name, roman = LEVELS.get(level or "", ("", ""))
+    name, roman, _ = LEVELS.get(level or "", ("", "", ""))
     return f"{name}({roman}级)预警" if name else ""
 
 

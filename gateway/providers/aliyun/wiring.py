@@ -32,7 +32,6 @@ from gateway import logs
 from gateway.dispatch import failover
 from gateway.dispatcher import ChannelSlot
 from gateway.events import Event
-from gateway.planner import LINK_VALIDITY
 from gateway.policy import load_policy
 from gateway.provider_metrics import ProviderMetrics
 from gateway.providers.aliyun.receipts import AliyunReceipts
@@ -98,7 +97,7 @@ class TemplateContexts:
         accepted = datetime.fromtimestamp(d["accepted_at"], UTC)
         ctx = self.gw.renderer.context(event, d["event_id"], accepted)
         values = dict(ctx.values)
-        values.update(level_name=LEVELS.get(event.level.value if event.level else "", ("", ""))[0],
+        values.update(level_name=LEVELS.get(event.level.value if event.level else "", ("", "", ""))[0],
                       area=event.area, unit_name=d["unit_name"], ack="", ack_url="", ack_token="")
         roster_unit = self.gw.runtime.roster.units.get(d["unit_id"])
         values["action"] = self.gw.renderer.action(ctx, roster_unit.actions) if roster_unit else ""
@@ -107,9 +106,8 @@ class TemplateContexts:
             window = datetime.fromisoformat(unit["ack_deadline"].replace("Z", "+00:00")) - accepted
             minutes = max(1, round(window.total_seconds() / 60))  # the deadline is kept to the ms
             values["ack"] = f"{minutes // 60}小时" if minutes % 60 == 0 else f"{minutes}分钟"
-            expires = (accepted + max(window, LINK_VALIDITY)).timestamp()
-            values["ack_token"] = self.gw.links.token(d["id"], expires)
-            values["ack_url"] = self.gw.links.url(d["id"], expires)
+            values["ack_token"] = self.gw.links.token(d["id"])
+            values["ack_url"] = self.gw.links.url(d["id"])
         return values
 
 
