@@ -259,3 +259,50 @@ async def test_unit_sms_fit_two_segments_with_the_deploy_public_url(
             assert m["segments"] <= 2 and base + "/a/" in m["text"], m
             action = unit.actions.at(step["level"])
             assert action in m["text"], (m, action)  # the unit's own action is never what gets cut
+
+
+# --- (c) the link shows the notice; only its button acknowledges
+
+async def test_ack_link_get_and_head_never_acknowledge_and_the_page_post_does(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    import aiohttp
+
+    d = await daemon_factory(config(sandbox, sms_for_all=True), everyone_policy(["sms"]), env=ENV)
+    event = {"id": "link-1", "type": "warning.issued", "level": "red", "valid_from": "2026-12-10T12:00:00+08:00",
+             "valid_until": "2026-12-12T12:00:00+08:00", "headline": "重污染天气红色预警", "body": LONG_SUMMARY,
+             "measures": [{"category": "school", "text": "全县中小学幼儿园12月11日起停课"}],
+             "issued_by": {"org": "泽州县重污染天气应急指挥部", "doc_no": "泽气防办函〔2026〕7号"}}
+    status, answer = await d.call("POST", "/v1/events", json_body=event)
+    assert status == 202, answer
+    body = await d.wait_event("link-1", all_terminal, timeout=60)
+    edu = next(x for x in body["deliveries"] if x["unit_id"] == "county_education_bureau")
+    sms = next(r.body for r in sandbox.records.values() if r.sid == edu["provider_ref"])
+    url = sms.rsplit("签收：", 1)[1]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(2):  # a scanner's fetch, a preview's, a person reading: none acknowledges
+            async with s.get(url) as r:
+                page = await r.text()
+                assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+        async with s.head(url) as r:
+            assert r.status == 200
+        view = await d.wait_event("link-1", lambda b: True)
+        unit = next(u for u in view["units"] if u["unit_id"] == "county_education_bureau")
+        assert unit["acked_at"] is None
+        # the whole notice is on the page: body, measures, validity, issuer, 文号, the unit's duties and action
+        for part in (LONG_SUMMARY, "全县中小学幼儿园12月11日起停课", "12月12日12时", "泽州县重污染天气应急指挥部",
+                     "泽气防办函〔2026〕7号", "停课等防护措施", ROSTER.units["county_education_bureau"].actions.red,
+                     '<form method="post">', "签收"):
+            assert part in page, part
+        async with s.post(url) as r:
+            assert r.status == 200 and "签收成功" in await r.text()
+        async with s.get(url) as r:
+            assert r.status == 200 and "已签收" in await r.text() and "<form" not in await r.text()
+        async with s.post(url) as r:
+            assert r.status == 409
+        async with s.post(url[:-4] + "AAAA") as r:
+            assert r.status == 404 and "链接无效" in await r.text()
+    view = await d.wait_event("link-1", lambda b: any(
+        u["unit_id"] == "county_education_bureau" and u["acked_at"] for u in b["units"]))
+    unit = next(u for u in view["units"] if u["unit_id"] == "county_education_bureau")
+    assert unit["via"] == "link" and view["summary"]["acked"] == 1

@@ -118,9 +118,12 @@ async def test_keypress_sms_reply_link_and_api_each_acknowledge(
         text = next(r.body for r in sandbox.records.values() if r.kind == "messages" and r.to == MOBILE_TELECOM)
         link = re.search(r"https?://\S+/a/[A-Za-z0-9_-]+", text)
         assert link is not None, text
+        # issue 14: opening the link shows the notice and a 签收 button; only the button's POST acks
         async with s.get(link.group(0)) as r:
+            assert r.status == 200 and "<form method=\"post\">" in await r.text()
+        async with s.post(link.group(0)) as r:
             assert r.status == 200 and "签收成功" in await r.text()
-        async with s.get(link.group(0)) as r:
+        async with s.post(link.group(0)) as r:
             assert r.status == 409  # single use
         async with s.get(link.group(0)[:-3] + "AAA") as r:
             assert r.status == 404  # forged

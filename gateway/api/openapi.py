@@ -218,9 +218,12 @@ def _acks() -> dict[str, Any]:
             "ackDelivery", "A unit confirms receipt (签收)", {200: _ok("acknowledged", _ref("AckResult"))},
             scope="acks:write", params=[_path("id", "delivery id")], body=_json_body("AckRequest", required=False),
             errors=(*_BODY_ERRORS, 404))},
-        "/a/{token}": {"get": _op(
-            "ackLink", "Signed acknowledgement link sent in messages", {200: page, 404: page, 409: page},
-            params=[_path("token", "signed link token")])},
+        "/a/{token}": {
+            "get": _op("ackLink", "The notice behind an SMS's signed link, with a 签收 button; never acknowledges "
+                       "(link scanners and previews fetch it)", {200: page, 404: page},
+                       params=[_path("token", "signed link token")]),
+            "post": _op("ackLinkSign", "The page's 签收 button: acknowledges for the unit, once",
+                        {200: page, 404: page, 409: page}, params=[_path("token", "signed link token")])},
         "/l/{token}": {"get": _op(
             "liveList", "Signed link to the live list of an event's unconfirmed units (sent to the HQ office)",
             {200: page, 404: page}, params=[_path("token", "signed link token")])},
@@ -265,8 +268,12 @@ def _console() -> dict[str, Any]:
     preview = _obj({"sms": {"type": "object"}, "voice": {"type": "object"}, "units": _INT, "acks_required": _INT,
                     "deliveries": _INT, "by_channel": {"type": "object"}, "warnings": _array(_str()),
                     "problem": {"type": "object"}, "signoff": _obj({"required": {"type": "boolean"},
-                                                                    "signers": _array(_str())})},
-                   ("sms", "voice", "units", "deliveries"))
+                                                                    "signers": _array(_str())}),
+                    "messages": _array(_obj({"unit_id": _str(), "unit_name": _str(), "channel": _str(),
+                                             "text": _str(), "segments": _nullable(_INT)},
+                                            ("unit_id", "unit_name", "channel", "text", "segments")),
+                                       description="exactly what each planned delivery will carry")},
+                   ("sms", "voice", "units", "deliveries", "messages"))
     return {
         "/": {"get": _op("console", "The web console (the token is entered in the page)",
                          {200: _ok("the console", _str(), "text/html")}, errors=(404,))},
