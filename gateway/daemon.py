@@ -42,6 +42,7 @@ from gateway.flows.signoff_reports import report_release
 from gateway.jobs.registry import register as register_jobs
 from gateway.jobs.scheduler import Scheduler
 from gateway.metrics import Metrics
+from gateway.planner import sharing_units
 from gateway.policy import Policy, load_policy
 from gateway.providers.registry import delivery_meta
 from gateway.providers.twilio.wiring import reload_twilio
@@ -68,7 +69,9 @@ class Gateway:
         self.metrics = Metrics()
         self.store: Store = make_store(config)
         self.audit = AuditTrail(self.store)
-        self.acks = Acknowledgements(store=self.store, metrics=self.metrics, audit=self.audit)
+        self.acks = Acknowledgements(
+            store=self.store, metrics=self.metrics, audit=self.audit,
+            sharing=lambda unit_id, address: sharing_units(self.runtime.roster, unit_id, address))
         self.tokens = TokenBook({})
         self.renderer = Renderer(signature=config.sms.signature, max_sms_segments=config.sms.max_segments)
         self.runner: web.AppRunner | None = None

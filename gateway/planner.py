@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from contacts.model import Roster
 from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
 from gateway.deliveries import Deliveries, deadline_for, delivery_ids
@@ -107,25 +108,34 @@ class Planner:
         full_cache: dict[tuple[object, ...], str] = {}
         cut_units: list[str] = []
 
-        def fit(r: Recipient, ack: timedelta | None, action: str, linked: bool, report_url: str) -> Fitted:
+        def fit(r: Recipient, ack: timedelta | None, action: str, linked: bool, report_url: str,
+                measures: tuple[str, ...], also: tuple[tuple[str, str], ...] = ()) -> Fitted:
             # units of one kind with the same action get the same text but for the link, whose
             # length is fixed: fit it once with a stand-in of that length
-            key = (kind_of(r.roles), action, ack, linked, report_url)
+            key = (kind_of(r.roles), action, ack, linked, report_url, measures, also, r.unit_name if also else "")
             fitted = sms_cache.get(key)
             if fitted is None:
                 fitted = sms_cache[key] = self.renderer.fit_sms(
-                    ctx, unit_name=r.unit_name, ack=ack, action=action, roles=r.roles,
-                    ack_url=placeholder if linked else "", report_url=report_url)
+                    ctx, unit_name=r.unit_name, ack=ack, action=action, roles=r.roles, measures=measures,
+                    ack_url=placeholder if linked else "", report_url=report_url, also=also)
             if set(fitted.cut) - {"hq", "kind"}:
                 cut_units.append(r.unit_id)
             return fitted
 
-        for up in (await self._units(event, accepted)).values():
+        planned = [(up, self.deliveries.plan_targets(up.recipient, up.channels, res.warnings))
+                   for up in (await self._units(event, accepted)).values()]
+        # a phone number several units of this event share gets one call (or SMS) naming them all,
+        # carried by the first of them in roster order; one keypress acknowledges every one
+        sharing: dict[tuple[str, str], list[Recipient]] = {}
+        for up, targets in planned:
+            for ch, addr, _ in targets:
+                if ch in ("sms", "voice"):
+                    sharing.setdefault((ch, addr), []).append(up.recipient)
+        for up, targets in planned:
             r = up.recipient
             ack_deadline = (accepted + up.ack) if up.ack else None
             res.acks.append(PlannedAck(r.unit_id, r.unit_name, up.ack is not None,
                                        ack_deadline.timestamp() if ack_deadline else None))
-            targets = self.deliveries.plan_targets(r, up.channels, res.warnings)
             if not targets:
                 res.warnings.append(f"{r.unit_id} ({r.unit_name}) has no contact for {', '.join(up.channels)}")
             unit_payload: str | None = None
@@ -134,20 +144,28 @@ class Planner:
             if reports and self.report_links is not None:
                 report_url = self.report_links.url(event_id, r.unit_id, (accepted + REPORT_LINK_VALIDITY).timestamp())
             linked = bool(up.ack) and self.links is not None and not report_url
+            measures = tuple(self.policy.measures_for(event, r.unit_id, r.roles, r.groups))
             if event.strict_length and not any(ch == "sms" for ch, _, _ in targets):
-                fit(r, up.ack, action, linked, report_url)  # strict: the free text must fit an SMS anyway
+                fit(r, up.ack, action, linked, report_url, measures)  # strict: the free text must fit an SMS anyway
             for ch, addr, fmt in targets:
+                sharers = sharing.get((ch, addr), [r])
+                if sharers[0].unit_id != r.unit_id:
+                    res.warnings.append(f"{r.unit_id} ({r.unit_name}) shares its {ch} number with "
+                                        f"{sharers[0].unit_id}: one {ch} names both, one ack counts for both")
+                    continue
+                also = tuple((o.unit_name, self.renderer.action(ctx, o.actions)) for o in sharers[1:])
                 did = next(ids)
                 if ch == "voice":
-                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action, roles=r.roles)
+                    text = self.renderer.voice(ctx, unit_name=r.unit_name, ack=up.ack, action=action, roles=r.roles,
+                                               measures=measures, also=also)
                 elif ch == "sms":
-                    text = fit(r, up.ack, action, linked, report_url).text
+                    text = fit(r, up.ack, action, linked, report_url, measures, also).text
                     if linked and self.links is not None:
                         text = text.replace(placeholder, self.links.url(did))
                 else:
-                    fkey = (kind_of(r.roles), action, up.ack)
-                    text = full_cache.get(fkey) or full_cache.setdefault(
-                        fkey, self.renderer.full_text(ctx, ack=up.ack, action=action, roles=r.roles))
+                    fkey = (kind_of(r.roles), action, up.ack, measures)
+                    text = full_cache.get(fkey) or full_cache.setdefault(fkey, self.renderer.full_text(
+                        ctx, ack=up.ack, action=action, roles=r.roles, measures=measures))
                 payload = ""
                 if ch == "webhook" and fmt == "cap" and cap is not None:
                     if cap_xml is None:  # the same document for every CAP endpoint
@@ -206,6 +224,24 @@ async def chain_of(store: Events, event: Event) -> Chain | None:
     start = data.get("valid_from") or root.get("accepted_at")
     return Chain(level=before.get("level"), origin_doc_no=(data.get("issued_by") or {}).get("doc_no", ""),
                  origin_at=datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None)
+
+
+_SHARED: dict[str, dict[str, tuple[str, ...]]] = {}  # roster version -> phone number -> its units
+
+
+def sharing_units(roster: Roster, unit_id: str, address: str) -> list[str]:
+    """The other units of `roster` reached at phone number `address` (the planner folds their
+    calls and SMS into one, so one ack counts for each)."""
+    index = _SHARED.get(roster.version)
+    if index is None:
+        holders: dict[str, list[str]] = {}
+        for u in roster.units.values():
+            for a in dict.fromkeys(c.address for c in u.contacts if c.kind in ("mobile", "fixed")):
+                holders.setdefault(a, []).append(u.id)
+        index = {a: tuple(ids) for a, ids in holders.items() if len(ids) > 1}
+        _SHARED.clear()  # one roster at a time; a reload replaces it
+        _SHARED[roster.version] = index
+    return [u for u in index.get(address, ()) if u != unit_id]
 
 
 def utcnow() -> datetime:

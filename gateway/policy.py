@@ -193,6 +193,9 @@ class PolicyModel(BaseModel):
     # persons who get the first message besides the unit's own line, and the office hours they use
     persons: tuple[PersonRuleSpec, ...] = ()
     office_hours: OfficeHoursSpec = OfficeHoursSpec()
+    # an event's measures[] by category to the units that own them (their messages carry them);
+    # a category not listed goes to the HQ office
+    measure_owners: dict[str, AudienceSpec] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = Field(min_length=1)
 
 
@@ -246,8 +249,23 @@ class Policy:
     def channels_used(self) -> set[str]:
         return {c for r in self.model.rules for c in r.channels} | set(self.model.override_channels)
 
+    def measures_for(self, event: Event, unit_id: str, roles: Sequence[str], groups: Sequence[str]) -> list[str]:
+        """The texts of the event's measures this unit owns (by `measure_owners`; a category no
+        entry names goes to the HQ office), in the event's order."""
+        out = []
+        for m in event.measures:
+            who = self.model.measure_owners.get(m.category)
+            if who is None:
+                mine = "hq_office" in roles
+            else:
+                mine = unit_id in who.units or bool(set(roles) & set(who.roles)) or bool(set(groups) & set(who.groups))
+            if mine:
+                out.append(m.text)
+        return out
+
     def audiences(self) -> list[tuple[str, Audience]]:
         out = [(r.name, r.audience.to_audience()) for r in self.model.rules]
+        out += [(f"measure_owners {c}", a.to_audience()) for c, a in self.model.measure_owners.items()]
         forms = [(f"report form {f.name}", Audience(f.roles, (), f.units)) for f in self.model.reports.forms]
         return [*out, ("drill_audience", self.drill_audience()), *forms]
 

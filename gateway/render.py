@@ -242,7 +242,8 @@ class Renderer:
 
     def fit_sms(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, ack_url: str = "",
                 action: str = "", roles: Sequence[str] = (), measures: Sequence[str] = (),
-                report_url: str = "", budget: int | None = None) -> Fitted:
+                report_url: str = "", budget: int | None = None,
+                also: Sequence[tuple[str, str]] = ()) -> Fitted:
         """The SMS within `budget` segments (default `max_sms_segments`). Always in: signature, drill
         mark, the decision with its level and time, the unit's instruction, the ack ask and link; then,
         as far as they fit and in this order, 县指挥部, the date of the notice a lift ends, the 文号,
@@ -262,6 +263,9 @@ class Renderer:
         else:
             tail = ""
         instruction = self._instruction(ctx, kind_of(roles), action, whole=False)
+        if also:  # one SMS to a number several units share: each named with its own instruction
+            instruction = f"{unit_name}：{instruction}" + "".join(
+                f"{n}：{self._instruction(ctx, kind_of(roles), a, whole=False)}" for n, a in also)
         cuts: list[str] = []
         opt: set[str] = set()
         meas = free = ""
@@ -320,16 +324,25 @@ class Renderer:
                 f"{self._instruction(ctx, kind, action)}{self._measures(measures)}{self._free(ctx)}{ask}")
 
     def voice(self, ctx: EventContext, *, unit_name: str, ack: timedelta | None, action: str = "",
-              roles: Sequence[str] = (), measures: Sequence[str] = ()) -> str:
+              roles: Sequence[str] = (), measures: Sequence[str] = (),
+              also: Sequence[tuple[str, str]] = ()) -> str:
         """The text spoken on the unit's call: levels as 二级, times as people say them, no Roman
-        numerals or brackets; the free text bounded to VOICE_FREE_CHARS."""
+        numerals or brackets; the free text bounded to VOICE_FREE_CHARS. `also`: (name, action) of
+        units reached on the same number, named and instructed in the same call."""
         kind = kind_of(roles)
         lead = self._lead(ctx, ear=True) + self._validity(ctx, ear=True)
         report = "现报告：" if kind != "unit" else ""
         free = cut(self._free(ctx), VOICE_FREE_CHARS)
-        text = (f"{ctx.values['drill_spoken']}{unit_name}，这里是泽州县重污染天气应急指挥部。{report}{lead}。"
-                f"{self._instruction(ctx, kind, action)}{self._measures(measures)}{free}"
-                f"{'收到请按1签收。' if ack else ''}")
+        names = "、".join([unit_name, *(n for n, _ in also)])
+        instruction = self._instruction(ctx, kind, action)
+        if also:
+            instruction = f"{unit_name}：{instruction}" + "".join(
+                f"{n}：{self._instruction(ctx, kind, a)}" for n, a in also)
+        ask = ""
+        if ack:
+            ask = f"收到请按1签收，一次按键为以上{len(also) + 1}个单位签收。" if also else "收到请按1签收。"
+        text = (f"{ctx.values['drill_spoken']}{names}，这里是泽州县重污染天气应急指挥部。{report}{lead}。"
+                f"{instruction}{self._measures(measures)}{free}{ask}")
         return for_the_ear(text)
 
     def webhook(

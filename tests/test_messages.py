@@ -5,6 +5,7 @@ the segment budget, so no upstream alert is refused for length."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -96,9 +97,11 @@ async def test_every_unit_gets_its_own_action_on_every_channel(
     for unit in ROSTER.units.values():
         action = unit.actions.at(level)
         assert action, unit.id
-        # every unit has a phone: landlines get voice, mobiles SMS and voice
-        assert texts.get((unit.id, "voice")), unit.id
-        assert all(action in t for t in texts[(unit.id, "voice")]), (unit.id, texts[(unit.id, "voice")])
+        # every unit has a phone: landlines get voice, mobiles SMS and voice; the two units sharing
+        # 2028156 get one call that names both (the first in roster order carries it)
+        caller = "county_energy_bureau" if unit.id == "county_offices_service_centre" else unit.id
+        assert texts.get((caller, "voice")), unit.id
+        assert all(action in t for t in texts[(caller, "voice")]), (unit.id, texts[(caller, "voice")])
         assert all(action in t for t in texts.get((unit.id, "sms"), [])), unit.id
         assert hooks[unit.id]["unit"]["action"] == action and action in hooks[unit.id]["text"]
     assert len([k for k in texts if k[1] == "sms"]) == 2  # the two carriers with mobile numbers
@@ -306,3 +309,127 @@ async def test_ack_link_get_and_head_never_acknowledge_and_the_page_post_does(
         u["unit_id"] == "county_education_bureau" and u["acked_at"] for u in b["units"]))
     unit = next(u for u in view["units"] if u["unit_id"] == "county_education_bureau")
     assert unit["via"] == "link" and view["summary"]["acked"] == 1
+
+
+# --- (d) voice for the ear; complete lifecycle texts
+
+_NOT_FOR_THE_EAR = re.compile(r"[ⅠⅡⅢⅣ()（）\[\]【】〔〕]")
+
+
+async def test_lifecycle_voice_texts_carry_their_instructions_and_the_lift_its_due_date(
+    sandbox: Sandbox, daemon_factory: DaemonFactory
+) -> None:
+    d = await daemon_factory(config(sandbox), everyone_policy(["voice"]), env=ENV)
+    issue = {"id": "cy-1", "type": "warning.issued", "level": "orange", "valid_from": "2026-09-29T12:00:00+08:00",
+             "issued_by": {"org": "泽州县重污染天气应急指挥部", "doc_no": "泽气防办函〔2026〕9号"}}
+    steps = [issue,
+             {"id": "cy-2", "type": "warning.downgraded", "level": "yellow", "supersedes": "cy-1",
+              "valid_from": "2026-09-29T20:00:00+08:00"},
+             {"id": "cy-3", "type": "warning.extended", "level": "yellow", "supersedes": "cy-2",
+              "valid_until": "2026-10-01T12:00:00+08:00"},
+             {"id": "cy-4", "type": "warning.lifted", "supersedes": "cy-3", "valid_from": "2026-09-30T12:00:00+08:00"}]
+    voices: dict[str, dict[str, str]] = {}
+    for step in steps:
+        status, answer = await d.call("POST", "/v1/events", json_body=step)
+        assert status == 202, answer
+        body = await d.wait_event(step["id"], all_terminal, timeout=60)
+        voices[step["id"]] = {u: t[0] for (u, ch), t in _texts_by_unit(sandbox, body).items() if ch == "voice"}
+        # every unit gets a call, the two sharing 2028156 one call between them
+        assert len(voices[step["id"]]) == len(ROSTER.units) - 1
+    for texts in voices.values():
+        for unit_id, text in texts.items():
+            assert not _NOT_FOR_THE_EAR.search(text), (unit_id, text)  # no Roman numerals, no brackets
+    school = "county_education_bureau"
+    assert "启动二级应急响应" in voices["cy-1"][school] and "停止户外活动" in voices["cy-1"][school]
+    assert "中午12点" in voices["cy-1"][school]  # times as people say them
+    assert "实行三级应急响应" in voices["cy-2"][school] and "减少户外活动" in voices["cy-2"][school]
+    assert "延长至10月1日中午12点" in voices["cy-3"][school] and "减少户外活动" in voices["cy-3"][school]
+    lift = voices["cy-4"][school]
+    # the lift names the level it ends and the notice that started it, ends the measures, and the
+    # summary is due 2 working days later: the National Day holiday (10月1日-8日) moves it to 10月9日
+    assert "解除9月29日发布的重污染天气黄色预警" in lift and "终止三级应急响应" in lift, lift
+    assert "请终止本单位应急响应措施" in lift and "10月9日前报送总结" in lift and "恢复正常教学秩序" in lift, lift
+    for unit_id, text in voices["cy-4"].items():
+        if unit_id.startswith("township_"):
+            assert "10月9日前报送总结" in text, text
+    duty = voices["cy-4"]["county_party_committee_duty_office"]
+    assert "现报告" in duty and "请即报县委领导" in duty and "报送总结" not in duty, duty
+    # the written forms keep the 文号 and the official register
+    status, preview = await d.call("POST", "/v1/preview", json_body={**issue, "id": "cy-9", "type": "warning.issued"})
+    full = next(m["text"] for m in preview["messages"] if m["unit_id"] == school)
+    assert "发布重污染天气橙色预警" in full and "启动二级应急响应" in full  # the call, spoken
+
+
+# --- (e) wording per role, upward report, shared number, measures by owner, preview
+
+ENERGY_LINE = "+863562028156"  # 县能源局 and 县直属机关事务服务中心 share 2028156 in the plan
+
+
+async def test_roles_shared_number_measures_and_preview_with_the_packaged_policy(
+    receiver: Receiver, daemon_factory: DaemonFactory
+) -> None:
+    sb = Sandbox(SandboxConfig(account_sid=SID, auth_token=TOKEN, callback_delay=0.02,
+                               auto_press_numbers=frozenset({ENERGY_LINE})))
+    await sb.start()
+    try:
+        hooks = {u: [{"url": receiver.url("/hook/{unit_id}")}] for u in
+                 ("county_media_centre", "china_mobile_zezhou", "china_unicom_zezhou", "china_telecom_zezhou",
+                  "zezhou_ecology_branch")}
+        d = await daemon_factory({**config(sb), "roster": {"extra_contacts": hooks}}, env=ENV)
+        event = {"id": "roles-1", "type": "warning.issued", "level": "orange",
+                 "valid_from": "2026-12-10T12:00:00+08:00",
+                 "measures": [{"category": "school", "text": "全县中小学12月11日起停止户外体育课"},
+                              {"category": "construction", "text": "城区工地12月11日起停止土方作业"},
+                              {"category": "other", "text": "各单位值班人员24小时在岗"}]}
+        status, preview = await d.call("POST", "/v1/preview", json_body=event)
+        assert status == 200, preview
+        status, answer = await d.call("POST", "/v1/events", json_body=event)
+        assert status == 202, answer
+        body = await d.wait_event("roles-1", all_terminal, timeout=60)
+        # preview's messages: one per planned delivery, the same units and channels as sent
+        assert len(preview["messages"]) == answer["deliveries"] == len(body["deliveries"])
+        assert sorted((m["unit_id"], m["channel"]) for m in preview["messages"]) == \
+            sorted((x["unit_id"], x["channel"]) for x in body["deliveries"])
+        texts = _texts_by_unit(sb, body)
+        # the shared number: one call naming both units; its keypress acknowledges both
+        calls = [x for x in body["deliveries"] if x["channel"] == "voice" and x["unit_id"] in
+                 ("county_energy_bureau", "county_offices_service_centre")]
+        assert len(calls) == 1 and calls[0]["unit_id"] == "county_energy_bureau"
+        shared = texts[("county_energy_bureau", "voice")][0]
+        assert "县能源局、县直属机关事务服务中心" in shared and "一次按键为以上2个单位签收" in shared, shared
+        assert ROSTER.units["county_offices_service_centre"].actions.orange in shared
+        acked = await d.wait_event("roles-1", lambda b: sum(
+            1 for u in b["units"] if u["unit_id"] in ("county_energy_bureau", "county_offices_service_centre")
+            and u["acked_at"]) == 2, timeout=30)
+        units = {u["unit_id"]: u for u in acked["units"]}
+        assert units["county_energy_bureau"]["via"] == "voice"
+        assert units["county_offices_service_centre"]["via"] == "shared"
+        # duty offices get a report to pass on, not an instruction to act
+        for office in ("county_party_committee_duty_office", "county_government_duty_office"):
+            for (u, _), ts_ in texts.items():
+                if u == office:
+                    assert all("现报告" in t and "请落实" not in t for t in ts_), ts_
+        # the city's duty office (upward reporting) gets a report
+        up = texts[("jincheng_ecology_duty_office", "voice")][0]
+        assert "现报告" in up and "启动二级应急响应" in up, up
+        # carriers: told what will come and what to do with it
+        assert all("收到批准的预警短信后免费发送全网用户" in t for t in texts[("china_mobile_zezhou", "sms")])
+        # measures by owner: the school measure to the education bureau, not to the housing bureau
+        school = texts[("county_education_bureau", "voice")][0]
+        assert "全县中小学12月11日起停止户外体育课" in school and "停止土方作业" not in school
+        assert "城区工地12月11日起停止土方作业" in texts[("county_housing_construction_bureau", "voice")][0]
+        hq = [json.loads(r.body) for r in receiver.received if r.path == "/hook/zezhou_ecology_branch"]
+        assert hq and "各单位值班人员24小时在岗" in hq[0]["text"]  # an unrouted category: the HQ office
+    finally:
+        await sb.stop()
+
+
+def test_check_config_fails_when_the_fixed_parts_cannot_fit(tmp_path: Path) -> None:
+    deploy = yaml.safe_load((ROOT / "deploy/config/gateway.yaml").read_text(encoding="utf-8"))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"public_base_url": deploy["server"]["public_base_url"]}}))
+    assert _gateway("check-config", "--config", str(cfg)).returncode == 0  # the deploy example's URL fits
+    cfg.write_text(yaml.safe_dump({"server": {"public_base_url": "https://notify.gateway.example.gov.cn/zezhou"}}))
+    out = _gateway("check-config", "--config", str(cfg))
+    assert out.returncode == 1
+    assert "exceed sms.max_segments=2" in out.stderr and "county_education_bureau" in out.stderr, out.stderr

@@ -4,6 +4,7 @@ a key press, a link, the console); the first one counts and is audited."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.flows.deps import AuditLog, Clock
@@ -24,7 +25,11 @@ class AckStore(Receipts, Acks, Protocol):
 class Acknowledgements:
     """Records 签收 through a delivery: latency metric and audit record for the first one."""
 
-    def __init__(self, *, store: AckStore, metrics: Metrics, audit: AuditLog, clock: Clock = time.time):
+    def __init__(self, *, store: AckStore, metrics: Metrics, audit: AuditLog, clock: Clock = time.time,
+                 sharing: Callable[[str, str], Sequence[str]] | None = None):
+        """`sharing(unit_id, address)`: the other units reached at that phone number; a call or SMS
+        to a shared number names them all, so its ack counts for each (recorded via "shared")."""
+        self._sharing = sharing
         self._store = store
         self._metrics = metrics
         self._audit = audit
@@ -49,4 +54,13 @@ class Acknowledgements:
             await self._audit(by, "ack", f"{d['event_id']}/{d['unit_id']}", detail)
         log.info("ack_recorded", event_id=d["event_id"], unit_id=d["unit_id"], delivery_id=delivery_id, via=via,
                  by=by, first=res.first)
+        if self._sharing is not None and via in ("voice", "sms", "link"):
+            for other in self._sharing(d["unit_id"], d["address"]):
+                also = await self._store.record_ack(event_id=d["event_id"], unit_id=other, delivery_id=delivery_id,
+                                                    by=by, via="shared", at=self._clock())
+                if also is not None and also.first:
+                    await self._audit(by, "ack", f"{d['event_id']}/{other}",
+                                      {"via": "shared", "delivery_id": delivery_id, "shared_with": d["unit_id"]})
+                    log.info("ack_recorded", event_id=d["event_id"], unit_id=other, delivery_id=delivery_id,
+                             via="shared", by=by, first=True)
         return res

@@ -7,6 +7,50 @@ let previewBox = null;
 let timer = null;
 let clientId = newId();
 let lastPreview = null;
+let unitGroups = null;  // unit id -> the role group its messages are listed under
+
+// the role a unit's messages are listed under, the first that applies in this order
+const ROLE_GROUPS = [['upward', '上级报告（市级）'], ['hq', '县指挥部领导（值班室）'], ['duty_office', '值班室'],
+  ['hq_office', '县指挥部办公室'], ['carrier', '通信运营商'], ['media', '融媒体'], ['township', '乡镇人民政府'],
+  ['member_unit', '县指挥部成员单位']];
+const CHANNELS = { sms: '短信', voice: '语音', webhook: '网络推送' };
+
+async function groupsOf() {
+  if (unitGroups) return unitGroups;
+  try {
+    const r = await api('GET', '/v1/roster');
+    unitGroups = Object.fromEntries(r.units.map((u) => {
+      const hit = ROLE_GROUPS.find(([role]) => (u.roles || []).includes(role));
+      return [u.id, hit ? hit[1] : '其他'];
+    }));
+  } catch {
+    unitGroups = {};  // a token without events:read: one list
+  }
+  return unitGroups;
+}
+
+function messagesBox(messages) {
+  // every unit's own message, exactly as it will be sent, grouped by role
+  const box = h('details', { class: 'messages', id: 'preview-messages' },
+    h('summary', {}, `每个单位收到的内容（${messages.length} 条）`));
+  groupsOf().then((groups) => {
+    const byGroup = new Map();
+    for (const m of messages) {
+      const g = groups[m.unit_id] || '其他';
+      if (!byGroup.has(g)) byGroup.set(g, []);
+      byGroup.get(g).push(m);
+    }
+    const order = [...ROLE_GROUPS.map(([, label]) => label), '其他'];
+    for (const label of order.filter((l) => byGroup.has(l))) {
+      box.append(h('h4', {}, `${label}（${byGroup.get(label).length}）`), h('ul', { class: 'message-list' },
+        byGroup.get(label).map((m) => h('li', { 'data-unit': m.unit_id },
+          h('strong', {}, m.unit_name), ` · ${CHANNELS[m.channel] || m.channel}`,
+          m.segments ? h('span', { class: 'muted' }, ` · ${m.segments} 条`) : null,
+          h('div', { class: m.channel === 'voice' ? 'voice-text' : 'sms-bubble' }, m.text)))));
+    }
+  });
+  return box;
+}
 
 function newId() {
   // a client key: a double click or a retried request is answered 200 with the same event
@@ -118,15 +162,16 @@ function showPreview(p) {
     h('div', { class: 'sms-bubble', id: 'preview-sms' }, s.text),
     h('p', { class: `segments ${s.over_budget ? 'over' : ''}`, id: 'preview-segments' },
       h('strong', {}, `${s.segments} 条短信`), `（${s.chars} 字，上限 ${s.max_segments} 条）`,
-      s.unit_name ? h('span', { class: 'muted' }, ` · 以「${s.unit_name}」为例（最长的一条）`) : null),
-    s.over_budget ? h('div', { class: 'alert alert-error', role: 'alert' }, '✗ 超出短信条数上限，发布会被拒绝：请缩短标题或正文。') : null,
+      s.unit_name ? h('span', { class: 'muted' }, ` · 以「${s.unit_name}」为例（最长的一条）；正文过长时截断，全文见签收链接`) : null),
+    p.problem ? h('div', { class: 'alert alert-error', role: 'alert' }, `✗ ${p.problem.message}`) : null,
     h('h3', {}, '语音播报'), h('p', { class: 'voice-text', id: 'preview-voice' }, p.voice.text),
     h('p', { class: 'plan', id: 'preview-plan' }, `将通知 ${p.units} 个单位（其中 ${p.acks_required} 个须签收），共 ${p.deliveries} 条：`,
       `短信 ${ch.sms || 0} · 语音 ${ch.voice || 0} · 网络推送 ${ch.webhook || 0}`),
     p.signoff && p.signoff.required ? h('p', { class: 'alert alert-warn', id: 'preview-signoff' },
       `须经县指挥部领导签发后才会发出（可签发：${p.signoff.signers.join('、') || '任一有签发权限的领导'}）。`) : null,
     p.warnings.length ? h('details', { class: 'warnings' }, h('summary', {}, `⚠ ${p.warnings.length} 条提示`),
-      h('ul', {}, p.warnings.map((w) => h('li', {}, w)))) : null);
+      h('ul', {}, p.warnings.map((w) => h('li', {}, w)))) : null,
+    p.messages && p.messages.length ? messagesBox(p.messages) : null);
 }
 
 async function submit(app) {

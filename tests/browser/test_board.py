@@ -49,8 +49,13 @@ async def test_issue_orange_and_watch_the_board_fill_live(console: Console) -> N
     await page.select_option("#f-type", "warning.issued")
     await page.check("input[name=level][value=orange]")
     await page.fill("#f-headline", "泽州县重污染天气橙色预警")
-    await expect(page.locator("#preview-sms")).to_contain_text("橙色(Ⅱ级)")
+    await expect(page.locator("#preview-sms")).to_contain_text("橙色预警，启动Ⅱ级应急响应")
     await expect(page.locator("#preview-segments")).to_contain_text(re.compile(r"\d 条短信"))
+    # every unit's own message, grouped by role (issue 14)
+    await page.click("#preview-messages summary")
+    await expect(page.locator("#preview-messages li[data-unit=county_education_bureau]")).to_contain_text(
+        "停止户外活动")
+    await expect(page.locator("#preview-messages h4").first).to_be_visible()
     await page.screenshot(path=ARTIFACTS / "issue-desktop.png", full_page=True)
 
     await page.click("#issue-submit")
