@@ -11,6 +11,8 @@ import os
 import secrets
 import signal
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +57,11 @@ from gateway.store.factory import make_store
 from gateway.wiring import build_channels
 
 if TYPE_CHECKING:
+    from channels.twilio import TwilioApi, TwilioConfig
     from contacts.model import Roster
     from gateway.flows.directory import Directory
+    from gateway.providers.aliyun.receipts import AliyunReceipts
+    from gateway.sandbox import Sandbox
 
 log = logs.get("gateway")
 
@@ -79,7 +84,16 @@ class Gateway:
         self.base_url = config.base_url
         self.channels: dict[str, ChannelSlot] = {}
         self.dispatcher: Dispatcher  # built in start(), once the channels are
-        self.extras: dict[str, Any] = {}  # sandbox handles etc., for the routes that need them
+        # what providers and flows keep for their routes and for shutdown, each typed
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.directory: Directory | None = None
+        self.webhook_secret = ""
+        self.sink_counts: Counter[str] = Counter()
+        self.sandbox: Sandbox | None = None
+        self.twilio_api: TwilioApi | None = None
+        self.twilio_config: TwilioConfig | None = None
+        self.twilio_auth_token: str | None = None
+        self.aliyun_receipts: AliyunReceipts | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.jobs = Scheduler()  # the periodic work (gateway/jobs/registry.py)
         self.feeds: CapFeedPoller | None = None
@@ -95,7 +109,7 @@ class Gateway:
         Raises:
             contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
         """
-        directory = directory or self.extras.get("directory")
+        directory = directory or self.directory
         return load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
                             channels=self.channels.keys(), links=self.links, report_links=self.report_links,
                             roster=directory.roster if directory is not None else roster, policy=policy)
@@ -118,7 +132,7 @@ class Gateway:
             ValueError: it does not fit the policy or the extra contacts.
         """
         self.runtime = self.load_runtime(directory, policy=self.runtime.policy)
-        self.extras["directory"] = directory
+        self.directory = directory
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones (in a task: the
@@ -135,7 +149,7 @@ class Gateway:
         except Exception as exc:
             log.error("config_reload_rejected", error=str(exc))
             return
-        self.extras["directory"] = found
+        self.directory = found
         self.runtime = rt
         log.info("config_reloaded", roster_version=rt.roster.version[:12], policy_version=rt.policy.version[:12])
         await self._after_reload()
@@ -196,7 +210,7 @@ class Gateway:
                                  audit=self.audit, wake=lambda: self.dispatcher.wake())
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
-        self.extras["directory"] = await directory.sync(self, policy=load_policy(cfg.policy.path))
+        self.directory = await directory.sync(self, policy=load_policy(cfg.policy.path))
         self.runtime = self.load_runtime()
         d = cfg.dispatch
         base_url = self.base_url
@@ -279,10 +293,10 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for slot in getattr(self, "channels", {}).values():
             await slot.channel.aclose()
-        api = self.extras.get("twilio_api")
+        api = self.twilio_api
         if api is not None:
             await api.aclose()
-        for closer in self.extras.get("closers", []):
+        for closer in self.closers:
             await closer()
         if self.runner is not None:
             await self.runner.cleanup()

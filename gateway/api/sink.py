@@ -4,8 +4,6 @@ receiver doing what a real one should."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from aiohttp import web
 
 from channels.signing import SignatureError, verify
@@ -21,10 +19,10 @@ async def sink(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     body = await request.read()
     try:
-        verify(g.extras.get("webhook_secret", ""), request.headers, body)
+        verify(g.webhook_secret, request.headers, body)
     except SignatureError as exc:
         return json_response({"error": {"code": "bad_signature", "message": str(exc)}}, status=401)
-    counts: Counter[str] = g.extras.setdefault("sink_counts", Counter())
+    counts = g.sink_counts
     counts[request.match_info["unit_id"]] += 1
     return json_response({"received": True})
 
@@ -34,4 +32,4 @@ async def sink_counts(request: web.Request) -> web.Response:
     g = gw(request)
     if not g.config.sandbox.enabled:
         raise web.HTTPNotFound()
-    return json_response({"received": dict(g.extras.get("sink_counts", {}))})
+    return json_response({"received": dict(g.sink_counts)})

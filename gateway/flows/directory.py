@@ -119,7 +119,7 @@ async def refresh(gw: Gateway) -> bool:
     """Take a newer revision from the store into the runtime (another instance imported one);
     True when the runtime changed. A stored roster that no longer fits the policy is logged and
     the running one stays."""
-    current: Directory | None = gw.extras.get("directory")
+    current: Directory | None = gw.directory
     if current is None or await gw.store.roster_revision() == current.revision:
         return False
     doc = await gw.store.current_roster()
@@ -130,7 +130,7 @@ async def refresh(gw: Gateway) -> bool:
         gw.apply_directory(directory)
     except (RosterError, ValueError) as exc:
         log.error("roster_revision_rejected", revision=doc.revision, error=str(exc))
-        gw.extras["directory"] = Directory(doc.revision, current.roster, current.source)  # don't retry each poll
+        gw.directory = Directory(doc.revision, current.roster, current.source)  # don't retry each poll
         return False
     log.info("roster_revision_taken", revision=doc.revision, version=doc.version[:12])
     return True
@@ -196,7 +196,8 @@ async def replace(gw: Gateway, data: bytes, fmt: str, *, principal: str) -> dict
     if fmt not in FORMATS:
         raise Invalid("unknown_format", f"format must be one of {', '.join(FORMATS)}", field="format")
     await refresh(gw)
-    current: Directory = gw.extras["directory"]
+    current = gw.directory
+    assert current is not None  # synced at start, before the routes serve
     roster = parse(current.roster, data, fmt)
     problems = gw.check_roster(roster)
     if problems:
@@ -227,7 +228,8 @@ async def export(gw: Gateway, fmt: str) -> tuple[bytes, str]:
     if fmt not in FORMATS:
         raise Invalid("unknown_format", f"format must be one of {', '.join(FORMATS)}", field="format")
     await refresh(gw)
-    current: Directory = gw.extras["directory"]
+    current = gw.directory
+    assert current is not None  # synced at start, before the routes serve
     if fmt == "xlsx":
         return export_xlsx(current.roster, notes=SAMPLE_NOTES), CONTENT_TYPES[fmt]
     if fmt == "csv":

@@ -30,7 +30,7 @@ async def _receipts(request: web.Request) -> tuple[AliyunReceipts, Any]:
     Raises:
         ApiError: 404 push not configured, 403 wrong token, 415/400 not a JSON body.
     """
-    receipts: AliyunReceipts | None = request.app[GATEWAY].extras.get("aliyun_receipts")
+    receipts: AliyunReceipts | None = request.app[GATEWAY].aliyun_receipts
     if receipts is None or receipts.token is None:
         raise ApiError(404, "not_found", "Aliyun receipt push is not configured")
     if not hmac.compare_digest(request.match_info["token"].encode(), receipts.token.encode()):

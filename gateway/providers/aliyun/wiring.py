@@ -155,7 +155,7 @@ async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot],
     if token:
         logs.register_secret(token)
     receipts = AliyunReceipts(gw, sms=ali_sms, composites=composites, token=token)
-    gw.extras.update(aliyun_receipts=receipts, provider_metrics=metrics, failover=composites)
+    gw.aliyun_receipts = receipts
     out = failover.slots(gw.config, providers, composites, enrich=TemplateContexts(gw).meta_for, track=receipts.track)
     for kind, composite in composites.items():
         log.info("failover_channel_built", channel=kind, providers=composite.providers)
@@ -176,5 +176,5 @@ def _start_receipts(gw: Gateway, receipts: AliyunReceipts, pull: bool) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    gw.extras.setdefault("closers", []).append(stop)
+    gw.closers.append(stop)
     log.info("aliyun_receipts_started", pull_interval=interval if pull else None, push=receipts.token is not None)

@@ -29,7 +29,7 @@ async def signed_form(request: web.Request) -> dict[str, str]:
         missing or wrong, or Twilio is not configured.
     """
     g = gw(request)
-    token = g.extras.get("twilio_auth_token")
+    token = g.twilio_auth_token
     if request.content_type != "application/x-www-form-urlencoded":
         raise ApiError(415, "unsupported_media_type", "Twilio callbacks are application/x-www-form-urlencoded")
     try:
@@ -57,7 +57,7 @@ async def twilio_voice(request: web.Request) -> web.Response:
     params = await signed_form(request)
     g = gw(request)
     digits = params.get("Digits", "")
-    config = g.extras.get("twilio_config")
+    config = g.twilio_config
     if digits == "1":
         res = await g.acks.acknowledge(delivery_id=request.match_info["delivery_id"], by="voice-keypress", via="voice")
         if res is not None:

@@ -34,8 +34,8 @@ async def _start_sandbox(gw: Gateway) -> tuple[str, str, str]:
     sandbox = Sandbox(SandboxConfig(account_sid=sid, auth_token=token, auto_press=sc.auto_press,
                                     callback_delay=sc.callback_delay))
     await sandbox.start("127.0.0.1", sc.port)
-    gw.extras["sandbox"] = sandbox
-    gw.extras.setdefault("closers", []).append(sandbox.stop)
+    gw.sandbox = sandbox
+    gw.closers.append(sandbox.stop)
     log.warning("sandbox_started", url=sandbox.base_url, note="SMS and calls go to the local sandbox only")
     return sandbox.base_url, sid, token
 
@@ -91,13 +91,13 @@ async def build_twilio(gw: Gateway, slots: dict[str, ChannelSlot],
 def _make(gw: Gateway, sid: str, token: str, base_url: str) -> tuple[TwilioSms, TwilioVoice]:
     cfg = gw.config.channels.twilio
     logs.register_secret(token)
-    gw.extras["twilio_auth_token"] = token
+    gw.twilio_auth_token = token
     tc = TwilioConfig(account_sid=sid, auth_token=token, from_number=cfg.from_number, base_url=base_url or None,
                       status_callback=f"{gw.base_url}/v1/callbacks/twilio/status", voice=cfg.voice,
                       language=cfg.language)
-    gw.extras["twilio_config"] = tc
+    gw.twilio_config = tc
     api = TwilioApi(tc)
-    gw.extras["twilio_api"] = api
+    gw.twilio_api = api
     return TwilioSms(tc, api=api), TwilioVoice(tc, api=api)
 
 
@@ -110,7 +110,7 @@ async def reload_twilio(gw: Gateway) -> None:
     except ValueError as exc:
         log.error("twilio_reload_rejected", error=str(exc))
         return
-    old = gw.extras.get("twilio_api")
+    old = gw.twilio_api
     sms, voice = _make(gw, sid, token, gw.config.channels.twilio.base_url or "")
     gw.channels["sms"].swap("twilio", sms)
     gw.channels["voice"].swap("twilio", voice)
@@ -123,8 +123,8 @@ async def _warm_up(gw: Gateway) -> None:
     """Fetch our own account once at start: it checks the credentials early and opens the
     HTTP session, so the first real send is not slowed by connection set-up (which would bunch
     it with the next one and break the paced rate at the provider)."""
-    api = gw.extras["twilio_api"]
-    tc = gw.extras["twilio_config"]
+    api, tc = gw.twilio_api, gw.twilio_config
+    assert api is not None and tc is not None  # set by _make, which runs first
     try:
         async with asyncio.timeout(5):
             await api.client().api.v2010.accounts(tc.account_sid).fetch_async()

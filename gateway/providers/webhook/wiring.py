@@ -39,7 +39,7 @@ async def build_webhook(gw: Gateway, slots: dict[str, ChannelSlot],
     cfg = gw.config.channels.webhook
     secret = webhook_secret(gw)
     logs.register_secret(secret)
-    gw.extras["webhook_secret"] = secret
+    gw.webhook_secret = secret
     wh = WebhookChannel(secret, per_endpoint_concurrency=cfg.per_endpoint, breaker_threshold=cfg.breaker_threshold,
                         breaker_cooldown=cfg.breaker_cooldown)
     return {"webhook": ChannelSlot(wh, per_endpoint=cfg.per_endpoint, timeout=cfg.timeout)}
