@@ -166,6 +166,8 @@ class Planner:
                     fkey = (kind_of(r.roles), action, up.ack, measures)
                     text = full_cache.get(fkey) or full_cache.setdefault(fkey, self.renderer.full_text(
                         ctx, ack=up.ack, action=action, roles=r.roles, measures=measures))
+                    if report_url:  # the unit's own report form link, after the shared text
+                        text = f"{text}填报：{report_url} "
                 payload = ""
                 if ch == "webhook" and fmt == "cap" and cap is not None:
                     if cap_xml is None:  # the same document for every CAP endpoint
