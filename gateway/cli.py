@@ -94,7 +94,7 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway import logs
-    from gateway.daemon import Gateway
+    from gateway.app import serve
 
     cfg = _load(args, **{"server.host": args.host, "server.port": args.port, "data_dir": args.data_dir})
     logs.configure(json_lines=None if cfg.log_format == "auto" else cfg.log_format == "json",
@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(Gateway(cfg).serve_forever())
+    asyncio.run(serve(cfg))
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -302,16 +301,6 @@ class Gateway:
             await self.runner.cleanup()
         await self.store.close()
         log.info("gateway_stopped")
-
-    async def serve_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        await self.start()
-        await stop.wait()
-        await self.stop()
 
 
 def secret_file(data_dir: str, name: str, env: str) -> bytes:
