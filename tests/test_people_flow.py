@@ -146,7 +146,13 @@ async def test_an_ack_by_the_liaisons_sms_link_acknowledges_the_unit(
     await d.wait_event("ly", lambda b: len(to(sandbox, LIAISON, "messages")) == 1)
     link = re.search(r"http://\S+/a/[A-Za-z0-9_-]+", to(sandbox, LIAISON, "messages")[0].body)
     assert link is not None
-    async with aiohttp.ClientSession() as s, s.get(link.group(0)) as r:
-        assert r.status == 200, await r.text()
+    # the link's GET only shows the notice (link scanners fetch it too); its POST acknowledges
+    async with aiohttp.ClientSession() as s:
+        async with s.get(link.group(0)) as r:
+            assert r.status == 200, await r.text()
+        _, shown = await d.call("GET", "/v1/events/ly")
+        assert shown["units"][0]["acked_at"] is None, shown["units"]
+        async with s.post(link.group(0)) as r:
+            assert r.status == 200, await r.text()
     body = await d.wait_event("ly", lambda b: b["units"][0]["acked_at"] is not None)
     assert body["units"][0]["unit_id"] == UNIT
