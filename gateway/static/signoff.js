@@ -53,6 +53,30 @@ export async function renderSignoff(root, state, app) {
     list.length ? list.map((r) => card(r, state, app, r.event_id === wanted))
       : h('p', { class: 'muted', id: 'no-drafts' }, '当前没有待签发的预警。')));
   problem = null;
+  watch(root);
+}
+
+// While the view is open, who has been asked and each draft's state follow the server (signers are
+// notified by a job just after the draft is saved); updated in place so a typed 文号 or reason stays.
+let watcher = null;
+function watch(root) {
+  if (watcher) clearInterval(watcher);
+  watcher = setInterval(async () => {
+    if (root.closest('.view')?.hidden ?? root.hidden) { clearInterval(watcher); watcher = null; return; }
+    let rows;
+    try {
+      rows = (await api('GET', '/v1/signoffs?limit=200')).signoffs;
+    } catch {
+      return;  // the next tick tries again; a failing server is shown by the stream's own banner
+    }
+    for (const r of rows) {
+      const el = document.getElementById(`signoff-${r.event_id}`);
+      if (!el) continue;
+      el.dataset.state = r.state;
+      el.querySelector('[data-role=state]').textContent = SIGNOFF_STATE[r.state] || r.state;
+      el.querySelector('[data-role=asked]').textContent = (r.asked || []).join('、') || '尚未通知';
+    }
+  }, 2000);
 }
 
 function card(r, state, app, focus) {
