@@ -15,7 +15,7 @@ from contacts.resolver import Recipient, StaticResolver
 from gateway.acklinks import AckLinks
 from gateway.deliveries import Deliveries, deadline_for, delivery_ids
 from gateway.events import Event, EventType
-from gateway.flows.people import plan_persons
+from gateway.person_plan import plan_persons
 from gateway.policy import Policy
 from gateway.render import Chain, Fitted, Renderer, RenderError, kind_of
 from gateway.reportlinks import TRACKED_PREFIXES, ReportLinks
