@@ -29,7 +29,7 @@ from gateway.cap_feed_poller import CapFeedPoller, Refused
 from gateway.cap_intake import take_cap
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.flows import directory, reports, signoff
+from gateway.flows import directory, signoff
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation
@@ -39,6 +39,9 @@ from gateway.flows.people import PersonNotices, list_links
 from gateway.flows.public import PublicDesk
 from gateway.flows.receipts import ProviderReceipts, receipt_rules
 from gateway.flows.reminders import Reminders
+from gateway.flows.report_docs import ReportDocs
+from gateway.flows.report_schedule import ReportSchedule
+from gateway.flows.reports import ReportDesk
 from gateway.flows.signoff_reports import report_release
 from gateway.jobs.registry import register as register_jobs
 from gateway.jobs.scheduler import Scheduler
@@ -224,8 +227,16 @@ class Gateway:
                              hold=lambda event, **kw: signoff.hold_for(self, event, **kw),
                              report_release=lambda event_id, row: report_release(self, event_id, row), cap=cfg.cap,
                              metrics=self.metrics, audit=self.audit)
+        # after the HTTP site started: the roll-up's links need the base URL it settled on
+        self.reports = ReportDesk(store=self.store, runtime=lambda: self.runtime, report_links=self.report_links,
+                                  metrics=self.metrics, audit=self.audit)
+        self.report_docs = ReportDocs(store=self.store, runtime=lambda: self.runtime, reports=self.reports)
+        self.report_schedule = ReportSchedule(
+            store=self.store, runtime=lambda: self.runtime, reports=self.reports, report_links=self.report_links,
+            submit=self.intake.submit, metrics=self.metrics, wake=lambda: self.dispatcher.wake(),
+            base_url=self.base_url, signature=cfg.sms.signature)
         self.reminders = Reminders(store=self.store, runtime=lambda: self.runtime, submit=self.intake.submit,
-                                   register_report=lambda **kw: reports.register(self, **kw),
+                                   register_report=self.reports.register,
                                    public_deliveries=self.public.deliveries, wake=lambda: self.dispatcher.wake())
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         if cfg.intake.cap_feeds:

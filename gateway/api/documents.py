@@ -15,7 +15,6 @@ from aiohttp import web
 from gateway.api.common import gw, require
 from gateway.api.errors import ApiError
 from gateway.api.reports import date_param
-from gateway.flows import report_docs
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -49,7 +48,7 @@ def _file(body: bytes, fmt: str, name: str) -> web.Response:
 async def daily_report(request: web.Request) -> web.Response:
     require(request, "events:read")
     fmt = _format(request, ("pdf", "docx", "csv"))
-    doc = await report_docs.daily(gw(request), request.match_info["id"], date_param(request))
+    doc = await gw(request).report_docs.daily(request.match_info["id"], date_param(request))
     from gateway.documents import pdf, text, word
 
     fn = {"pdf": pdf.daily_pdf, "docx": word.daily_docx, "csv": text.daily_csv}[fmt]
@@ -60,7 +59,7 @@ async def daily_report(request: web.Request) -> web.Response:
 async def after_action(request: web.Request) -> web.Response:
     require(request, "events:read")
     fmt = _format(request, ("pdf", "docx", "html"))
-    doc = await report_docs.after_action(gw(request), request.match_info["id"])
+    doc = await gw(request).report_docs.after_action(request.match_info["id"])
     from gateway.documents import pdf, text, word
 
     fn = {"pdf": pdf.after_action_pdf, "docx": word.after_action_docx, "html": text.after_action_html}[fmt]

@@ -72,7 +72,7 @@ def _title(view: reports.FormView | None) -> str:
 @routes.get("/r/{token}")
 async def report_form(request: web.Request) -> web.Response:
     try:
-        view = await reports.open_link(gw(request), request.match_info["token"])
+        view = await gw(request).reports.open_link(request.match_info["token"])
     except DomainError as exc:
         return _page(None, title="链接无效", message=f"{exc.message}。请致电县指挥部办公室报送。",
                      status=domain_status(exc))
@@ -86,7 +86,7 @@ async def report_submit(request: web.Request) -> web.Response:
     g = gw(request)
     token = request.match_info["token"]
     try:
-        view = await reports.open_link(g, token)
+        view = await g.reports.open_link(token)
     except DomainError as exc:
         return _page(None, title="链接无效", message=f"{exc.message}。请致电县指挥部办公室报送。",
                      status=domain_status(exc))
@@ -99,10 +99,10 @@ async def report_submit(request: web.Request) -> web.Response:
                      values=_values(view))
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
-        filed = await reports.submit_link(g, token, fields)
+        filed = await g.reports.submit_link(token, fields)
     except DomainError as exc:
         return _page(view, title=_title(view), message=exc.message, status=domain_status(exc), values=fields)
-    view = await reports.open_link(g, token)
+    view = await g.reports.open_link(token)
     return _page(view, title=_title(view), ok=True, values=_values(view),
                  message=f"报送成功（第{filed.version}版）{'，已记为逾期' if filed.late else ''}。谢谢！")
 
@@ -111,7 +111,7 @@ async def report_submit(request: web.Request) -> web.Response:
 async def post_report(request: web.Request) -> web.Response:
     principal = require(request, "reports:write")
     body = await read_json(request)
-    filed = await reports.enter(gw(request), body, principal=principal.name)
+    filed = await gw(request).reports.enter(body, principal=principal.name)
     return json_response(reports.report_json(filed), status=201)
 
 
@@ -136,4 +136,4 @@ def _bad_date(name: str) -> str:
 async def chain_reports(request: web.Request) -> web.Response:
     require(request, "events:read")
     day = date_param(request)
-    return json_response(await reports.chain_reports(gw(request), request.match_info["id"], day))
+    return json_response(await gw(request).reports.chain_reports(request.match_info["id"], day))

@@ -55,7 +55,7 @@ class Submit(Protocol):
 
 
 class RegisterReport(Protocol):
-    """Records a report request before it is sent (`gateway.flows.reports.register`)."""
+    """Records a report request before it is sent (`gateway.flows.reports.ReportDesk.register`)."""
 
     def __call__(self, *, request: Event, chain_id: str, kind: str, period: str, due_at: float,
                  level: str | None, status: str) -> Awaitable[object]: ...

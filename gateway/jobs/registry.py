@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from gateway import clock
 from gateway.cap_feed_poller import CapFeedPoller
 from gateway.flows import directory, signoff, signoff_notices
-from gateway.flows.report_schedule import schedule_once
 from gateway.jobs.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ def register(jobs: Scheduler, gw: Gateway, *, feeds: CapFeedPoller | None) -> No
     rounds = cfg.dispatch.reminder_check_seconds
     jobs.every("escalation", EVERY_SECOND, gw.escalation.escalate_once, failed="escalation_round_failed")
     jobs.every("reminders", rounds, lambda: gw.reminders.remind_once(clock.now()), failed="reminder_round_failed")
-    jobs.every("report-schedule", rounds, lambda: schedule_once(gw), failed="report_schedule_round_failed")
+    jobs.every("report-schedule", rounds, gw.report_schedule.schedule_once, failed="report_schedule_round_failed")
     jobs.every("public-expiry", EVERY_SECOND, gw.public.expire, failed="public_expiry_failed")
     jobs.every("signoff-expiry", EVERY_SECOND, lambda: signoff.expire(gw), failed="signoff_expiry_failed")
     jobs.every("signoff-notices", EVERY_SECOND, lambda: signoff_notices.notify_once(gw),
