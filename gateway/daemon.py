@@ -19,9 +19,9 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.acklinks import AckLinks
-from gateway.api import events, extra_routes, ops
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
+from gateway.api.routes import ROUTE_TABLES
 from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
 from gateway.cap import CapError
@@ -253,9 +253,7 @@ class Gateway:
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes)
         app[GATEWAY] = self
-        app.add_routes(events.routes)
-        app.add_routes(ops.routes)
-        for table in extra_routes():
+        for table in ROUTE_TABLES:
             app.add_routes(table)
         return app
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.api.common import gw, require
 from gateway.api.errors import ApiError
 from gateway.api.reports import date_param
+from gateway.documents import pdf, text, word
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -49,8 +50,6 @@ async def daily_report(request: web.Request) -> web.Response:
     require(request, "events:read")
     fmt = _format(request, ("pdf", "docx", "csv"))
     doc = await gw(request).report_docs.daily(request.match_info["id"], date_param(request))
-    from gateway.documents import pdf, text, word
-
     fn = {"pdf": pdf.daily_pdf, "docx": word.daily_docx, "csv": text.daily_csv}[fmt]
     return _file(await render(fn, doc), fmt, f"daily-report-{doc.chain_id}-{doc.units and doc.period}")
 
@@ -60,7 +59,5 @@ async def after_action(request: web.Request) -> web.Response:
     require(request, "events:read")
     fmt = _format(request, ("pdf", "docx", "html"))
     doc = await gw(request).report_docs.after_action(request.match_info["id"])
-    from gateway.documents import pdf, text, word
-
     fn = {"pdf": pdf.after_action_pdf, "docx": word.after_action_docx, "html": text.after_action_html}[fmt]
     return _file(await render(fn, doc), fmt, f"after-action-{doc.chain_id}")
