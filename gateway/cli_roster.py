@@ -4,6 +4,9 @@
 `import` and `export` talk to the running daemon (`PUT /v1/roster`, `GET /v1/roster/export`) with a
 token that has the scope roster:write, so every change is checked, recorded in the audit trail
 under the token's principal and in force on every instance at once.
+
+`show` imports the loader and the store inside the function for the reason gateway/cli.py gives
+(the CLI pays only for the sub-command it runs), not to dodge an import cycle.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -84,8 +88,6 @@ def show(cfg: Any, args: argparse.Namespace) -> int:
 
 def _request(cfg: Any, args: argparse.Namespace, method: str, path: str, body: bytes | None = None,
              content_type: str = "") -> tuple[int, bytes]:
-    import os
-
     url = (args.url or os.environ.get("GATEWAY_URL") or cfg.base_url).rstrip("/")
     token = args.token or os.environ.get("GATEWAY_TOKEN", "")
     if not token:

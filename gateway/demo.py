@@ -25,6 +25,7 @@ def _line(body: dict[str, Any], elapsed: float) -> str:
 
 async def run_demo(timeout: float = 120.0) -> int:
     """Returns 0 when every delivery reached a terminal state within `timeout` seconds."""
+    # imported here as every sub-command does (see gateway/cli.py): `gateway --help` never pays for the daemon
     from gateway.daemon import Gateway
 
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+import chinese_calendar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contacts.resolver import UnknownAudience
@@ -54,8 +55,6 @@ def working_days_after(day: date, n: int) -> date:
     """The n-th working day after `day` on the Chinese holiday calendar (调休 weekends count as
     working days); outside the years `chinese-calendar` knows, Monday to Friday less the holidays
     of fixed date (New Year's Day, Labour Day, the first days of National Day)."""
-    import chinese_calendar
-
     d, count = day, 0
     while count < n:
         d += timedelta(days=1)
