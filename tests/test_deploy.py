@@ -488,6 +488,8 @@ def test_dockerfile_multistage_non_root_with_healthcheck() -> None:
     (entry,) = [a for k, a in final if k == "ENTRYPOINT"]
     assert json.loads(entry) == ["gateway", "run", "--host", "0.0.0.0"]
     assert any(k == "RUN" and "pip wheel" in a for k, a in ins)
+    # the after-action chart's Chinese labels need a CJK font in the image that renders it
+    assert any(k == "RUN" and "fonts-noto-cjk" in a for k, a in final)
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
     assert {"!pyproject.toml", "!gateway", "!channels", "!contacts"} <= set(ignore)
 
