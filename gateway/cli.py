@@ -211,58 +211,49 @@ def cmd_roster(args: argparse.Namespace) -> int:
     return run(_load(args), args)
 
 
+def _token(args: argparse.Namespace, cfg: Any, file_name: str) -> str:
+    """--token, else the token the embedded default wrote to <data-dir>/<file_name> (empty if none)."""
+    if args.token:
+        return str(args.token)
+    path = Path(cfg.data_dir) / file_name
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _post(url: str, path: str, body: dict[str, Any], token: str) -> int:
+    """POST `body` as JSON to the daemon; print its answer. 0 on a 2xx, 1 on an error or no daemon."""
+    req = urllib.request.Request(
+        url + path, data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            print(resp.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"cannot reach {url}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    url = (args.url or cfg.base_url).rstrip("/")
-    token = args.token
-    if not token:
-        path = Path(cfg.data_dir) / "admin.token"
-        token = path.read_text().strip() if path.exists() else ""
     body: dict[str, Any] = {"type": args.type, "status": args.status}
     for key in ("level", "id", "supersedes", "headline", "body", "valid_from", "valid_until"):
         val = getattr(args, key)
         if val:
             body[key] = val
-    req = urllib.request.Request(
-        f"{url}/v1/events", data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            print(resp.read().decode())
-            return 0
-    except urllib.error.HTTPError as exc:
-        print(exc.read().decode(), file=sys.stderr)
-        return 1
-    except urllib.error.URLError as exc:
-        print(f"cannot reach {url}: {exc.reason}", file=sys.stderr)
-        return 1
+    return _post((args.url or cfg.base_url).rstrip("/"), "/v1/events", body, _token(args, cfg, "admin.token"))
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """`gateway sign` / `gateway reject`: 0 when the daemon took the decision, 1 with its error."""
     cfg = _load(args)
-    url = (args.url or cfg.base_url).rstrip("/")
-    token = args.token
-    if not token:
-        path = Path(cfg.data_dir) / "signer.token"
-        token = path.read_text().strip() if path.exists() else ""
     body = {"ref": args.ref} if args.cmd == "sign" and args.ref else {"reason": args.reason} \
         if args.cmd == "reject" else {}
     verb = "sign" if args.cmd == "sign" else "reject"
-    req = urllib.request.Request(
-        f"{url}/v1/events/{urllib.parse.quote(args.event_id, safe='')}/{verb}",
-        data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            print(resp.read().decode())
-            return 0
-    except urllib.error.HTTPError as exc:
-        print(exc.read().decode(), file=sys.stderr)
-        return 1
-    except urllib.error.URLError as exc:
-        print(f"cannot reach {url}: {exc.reason}", file=sys.stderr)
-        return 1
+    path = f"/v1/events/{urllib.parse.quote(args.event_id, safe='')}/{verb}"
+    return _post((args.url or cfg.base_url).rstrip("/"), path, body, _token(args, cfg, "signer.token"))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
