@@ -29,7 +29,7 @@ from gateway.cap_feed_poller import CapFeedPoller, Refused
 from gateway.cap_intake import take_cap
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.flows import directory, signoff
+from gateway.flows import directory
 from gateway.flows.acks import Acknowledgements
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation
@@ -42,7 +42,9 @@ from gateway.flows.reminders import Reminders
 from gateway.flows.report_docs import ReportDocs
 from gateway.flows.report_schedule import ReportSchedule
 from gateway.flows.reports import ReportDesk
-from gateway.flows.signoff_reports import report_release
+from gateway.flows.signoff import SignOff
+from gateway.flows.signoff_notices import SignoffNotices
+from gateway.flows.signoff_reports import UpwardReports
 from gateway.jobs.registry import register as register_jobs
 from gateway.jobs.scheduler import Scheduler
 from gateway.metrics import Metrics
@@ -210,6 +212,19 @@ class Gateway:
                                      persons=self.persons)
         self.public = PublicDesk(store=self.store, runtime=lambda: self.runtime, metrics=self.metrics,
                                  audit=self.audit, wake=lambda: self.dispatcher.wake())
+        # the reports first: sign-off reports a release or an expiry, the notices ask who signs
+        self.upward_reports = UpwardReports(store=self.store, runtime=lambda: self.runtime, audit=self.audit,
+                                            wake=lambda: self.dispatcher.wake(), base_url=self.base_url,
+                                            signature=cfg.sms.signature)
+        self.signoff = SignOff(store=self.store, runtime=lambda: self.runtime, audit=self.audit,
+                               metrics=self.metrics, wake=lambda: self.dispatcher.wake(),
+                               report_release=self.upward_reports.report_release,
+                               report_expired=self.upward_reports.report_expired)
+        self.signoff_notices = SignoffNotices(store=self.store, runtime=lambda: self.runtime, audit=self.audit,
+                                              wake=lambda: self.dispatcher.wake(), links=self.links,
+                                              base_url=self.base_url, signature=cfg.sms.signature,
+                                              signers=self.signoff.signers,
+                                              status_report=self.upward_reports.status_report)
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
         self.directory = await directory.sync(self, policy=load_policy(cfg.policy.path))
@@ -224,8 +239,8 @@ class Gateway:
             on_failed=self.receipts.on_delivery_failed,
         )
         self.intake = Intake(store=self.store, runtime=lambda: self.runtime, dispatcher=self.dispatcher,
-                             hold=lambda event, **kw: signoff.hold_for(self, event, **kw),
-                             report_release=lambda event_id, row: report_release(self, event_id, row), cap=cfg.cap,
+                             hold=self.signoff.hold_for, report_release=self.upward_reports.report_release,
+                             cap=cfg.cap,
                              metrics=self.metrics, audit=self.audit)
         # after the HTTP site started: the roll-up's links need the base URL it settled on
         self.reports = ReportDesk(store=self.store, runtime=lambda: self.runtime, report_links=self.report_links,

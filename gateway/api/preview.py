@@ -18,7 +18,7 @@ from gateway.api.common import gw, json_response, read_json
 from gateway.api.errors import ApiError
 from gateway.api.events import parse_event
 from gateway.console.pages import authenticate
-from gateway.flows import signoff
+from gateway.flows.signoff import APPROVAL
 from gateway.planner import Planner, chain_of, utcnow
 from gateway.render import RenderError, sms_segments
 from gateway.store.base import UnknownEvent
@@ -52,8 +52,8 @@ async def preview(request: web.Request) -> web.Response:
     event_id = event.id or "preview"
     accepted = utcnow()
     # a warning that waits for sign-off says so in every message: the budget counts that too
-    hold = await signoff.hold_for(g, event, principal=principal.name, accepted=accepted.timestamp())
-    approval = signoff.APPROVAL if hold is not None and hold["state"] == "pending" else ""
+    hold = await g.signoff.hold_for(event, principal=principal.name, accepted=accepted.timestamp())
+    approval = APPROVAL if hold is not None and hold["state"] == "pending" else ""
     chain = await chain_of(g.store, event)
     problem: dict[str, Any] | None = None
     try:
@@ -95,7 +95,7 @@ async def preview(request: web.Request) -> web.Response:
         "deliveries": len(plan.deliveries),
         "by_channel": by_channel,
         "warnings": plan.warnings,
-        "signoff": {"required": bool(approval), "signers": list(signoff.signers(g, hold["level"])) if hold else []},
+        "signoff": {"required": bool(approval), "signers": list(g.signoff.signers(hold["level"])) if hold else []},
         # exactly what each unit will get, one entry per planned delivery
         "messages": [{"unit_id": d.unit_id, "unit_name": d.unit_name, "channel": d.channel, "text": d.text,
                       "segments": sms_segments(d.text) if d.channel == "sms" else None}

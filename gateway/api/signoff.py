@@ -1,6 +1,6 @@
 """Sign-off (签发) of warnings over HTTP: `POST /v1/events/{id}/sign` and `…/reject` (scope
 `events:sign`), `GET /v1/signoffs` (drafts awaiting a signature, with what each unit will
-receive). The rules are in `gateway.flows.signoff`."""
+receive). The rules are in `gateway.flows.signoff.SignOff`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.acklinks import BadLink
 from gateway.api.common import gw, int_param, json_response, read_json, require
 from gateway.api.errors import ApiError
-from gateway.flows import signoff
 from gateway.flows.errors import validation_error
 from gateway.store import signoffs as so
 
@@ -49,7 +48,7 @@ def _answer(event_id: str, row: dict[str, Any]) -> dict[str, Any]:
 async def sign(request: web.Request) -> web.Response:
     principal = require(request, "events:sign")
     body = await _body(request, Sign, optional=True)
-    row = await signoff.sign(gw(request), request.match_info["id"], principal=principal.name, ref=body.ref)
+    row = await gw(request).signoff.sign(request.match_info["id"], principal=principal.name, ref=body.ref)
     return json_response(_answer(request.match_info["id"], row))
 
 
@@ -57,7 +56,7 @@ async def sign(request: web.Request) -> web.Response:
 async def reject(request: web.Request) -> web.Response:
     principal = require(request, "events:sign")
     body = await _body(request, Reject, optional=False)
-    row = await signoff.reject(gw(request), request.match_info["id"], principal=principal.name, reason=body.reason)
+    row = await gw(request).signoff.reject(request.match_info["id"], principal=principal.name, reason=body.reason)
     return json_response(_answer(request.match_info["id"], row))
 
 
@@ -74,7 +73,7 @@ async def list_signoffs(request: web.Request) -> web.Response:
         ev = await g.store.get_event(row["event_id"])
         out.append({**(so.view(row) or {}), "event_id": row["event_id"], "type": ev["type"],
                     "headline": ev["headline"], "accepted_at": ev["accepted_at"],
-                    "signers": list(signoff.signers(g, row["level"])), "messages": messages(ev)})
+                    "signers": list(g.signoff.signers(row["level"])), "messages": messages(ev)})
     return json_response({"signoffs": out})
 
 

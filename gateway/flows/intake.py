@@ -46,14 +46,14 @@ class Handoff(Protocol):
 
 
 class Hold(Protocol):
-    """The sign-off row an event is recorded with, or None (`gateway.flows.signoff.hold_for`)."""
+    """The sign-off row an event is recorded with, or None (`gateway.flows.signoff.SignOff.hold_for`)."""
 
     def __call__(self, event: Event, *, principal: str, accepted: float,
                  released_by: str | None = None) -> Awaitable[dict[str, Any] | None]: ...
 
 
 ReportRelease = Callable[[str, dict[str, Any]], Awaitable[object]]
-"""Reports a warning its source released up the chain (`gateway.flows.signoff_reports.report_release`)."""
+"""Reports a warning its source released up the chain (`gateway.flows.signoff_reports.UpwardReports.report_release`)."""
 
 
 class Intake:
