@@ -29,8 +29,8 @@ from gateway.cap_feed_poller import CapFeedPoller, Refused
 from gateway.cap_intake import take_cap
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
-from gateway.flows import directory
 from gateway.flows.acks import Acknowledgements
+from gateway.flows.directory import Directory, DirectoryDesk
 from gateway.flows.errors import DomainError
 from gateway.flows.escalation import Escalation
 from gateway.flows.fallback import Fallback
@@ -63,7 +63,6 @@ from gateway.wiring import build_channels
 if TYPE_CHECKING:
     from channels.twilio import TwilioApi, TwilioConfig
     from contacts.model import Roster
-    from gateway.flows.directory import Directory
     from gateway.providers.aliyun.receipts import AliyunReceipts
     from gateway.sandbox import Sandbox
 
@@ -90,7 +89,9 @@ class Gateway:
         self.dispatcher: Dispatcher  # built in start(), once the channels are
         # what providers and flows keep for their routes and for shutdown, each typed
         self.closers: list[Callable[[], Awaitable[None]]] = []
-        self.directory: Directory | None = None
+        # the directory in force (DirectoryDesk.current): its deps are this daemon's checks, called later
+        self.directory_desk = DirectoryDesk(store=self.store, roster_path=config.roster.path,
+                                            check=self.check_roster, apply=self.apply_directory)
         self.webhook_secret = ""
         self.sink_counts: Counter[str] = Counter()
         self.sandbox: Sandbox | None = None
@@ -113,7 +114,7 @@ class Gateway:
         Raises:
             contacts.model.RosterError, gateway.policy.PolicyError, ValueError.
         """
-        directory = directory or self.directory
+        directory = directory or self.directory_desk.current
         return load_runtime(self.config, base_url=self.base_url, renderer=self.renderer,
                             channels=self.channels.keys(), links=self.links, report_links=self.report_links,
                             roster=directory.roster if directory is not None else roster, policy=policy)
@@ -130,13 +131,13 @@ class Gateway:
         return []
 
     def apply_directory(self, directory: Directory) -> None:
-        """Put a new revision of the directory in force with the running policy.
+        """Put a new revision of the directory in force with the running policy (the directory
+        desk then records it as the current one).
 
         Raises:
             ValueError: it does not fit the policy or the extra contacts.
         """
         self.runtime = self.load_runtime(directory, policy=self.runtime.policy)
-        self.directory = directory
 
     def reload(self) -> bool:
         """SIGHUP: swap roster and policy atomically, or keep the old ones (in a task: the
@@ -148,12 +149,12 @@ class Gateway:
     async def _reload(self) -> None:
         try:
             policy = load_policy(self.config.policy.path)
-            found = await directory.sync(self, policy=policy)
+            found = await self.directory_desk.sync(policy=policy)
             rt = self.load_runtime(found, policy=policy)
         except Exception as exc:
             log.error("config_reload_rejected", error=str(exc))
             return
-        self.directory = found
+        self.directory_desk.current = found
         self.runtime = rt
         log.info("config_reloaded", roster_version=rt.roster.version[:12], policy_version=rt.policy.version[:12])
         await self._after_reload()
@@ -227,7 +228,7 @@ class Gateway:
                                               status_report=self.upward_reports.status_report)
         self.channels.update(await build_channels(self))
         self.metrics.register_channels(self.channels.keys())
-        self.directory = await directory.sync(self, policy=load_policy(cfg.policy.path))
+        self.directory_desk.current = await self.directory_desk.sync(policy=load_policy(cfg.policy.path))
         self.runtime = self.load_runtime()
         d = cfg.dispatch
         base_url = self.base_url

@@ -72,7 +72,7 @@ async def put_roster(request: web.Request) -> web.Response:
     fmt = _format(request, None)
     data = await request.read()
     try:
-        answer = await directory.replace(gw(request), data, fmt, principal=principal.name)
+        answer = await gw(request).directory_desk.replace(data, fmt, principal=principal.name)
     except directory.InvalidRoster as exc:
         return web.json_response(
             {"error": {"code": exc.code, "message": exc.message, "problems": [p.to_json() for p in exc.problems]}},
@@ -85,7 +85,7 @@ async def export_roster(request: web.Request) -> web.Response:
     """The directory in the office's shapes, with the numbers in full (scope roster:write)."""
     require(request, "roster:write")
     fmt = _format(request, "xlsx")
-    body, content_type = await directory.export(gw(request), fmt)
+    body, content_type = await gw(request).directory_desk.export(fmt)
     name = f"zezhou-directory.{fmt}"
     return web.Response(body=body, headers={"Content-Type": content_type,
                                             "Content-Disposition": f'attachment; filename="{name}"'})

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from gateway import clock
 from gateway.cap_feed_poller import CapFeedPoller
-from gateway.flows import directory
 from gateway.jobs.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def register(jobs: Scheduler, gw: Gateway, *, feeds: CapFeedPoller | None) -> No
     jobs.every("public-expiry", EVERY_SECOND, gw.public.expire, failed="public_expiry_failed")
     jobs.every("signoff-expiry", EVERY_SECOND, gw.signoff.expire, failed="signoff_expiry_failed")
     jobs.every("signoff-notices", EVERY_SECOND, gw.signoff_notices.notify_once, failed="signoff_notices_failed")
-    jobs.every("roster-revision", EVERY_SECOND, lambda: directory.refresh(gw), failed="roster_refresh_failed")
+    jobs.every("roster-revision", EVERY_SECOND, gw.directory_desk.refresh, failed="roster_refresh_failed")
     jobs.every("stats", STATS_EVERY, gw.update_stats, failed="stats_update_failed")
     if "sms" in gw.channels or "voice" in gw.channels:
         receipts = gw.receipts
