@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,13 +21,12 @@ from gateway.cap import LEVEL_ORDER, colour_level
 from gateway.config import AlertRuleCfg
 from gateway.events import Event, EventType, Level
 from gateway.flows.errors import Conflict, DomainError, Invalid, validation_error
+from gateway.flows.intake import Answer
 from gateway.logs import get as get_logger
-from gateway.store.base import Store, UnknownEvent
+from gateway.store.base import UnknownEvent
+from gateway.store.ports import Events
 
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
-
-__all__ = ["AmAlert", "AmPayload", "parse_payload", "process"]
+__all__ = ["AlertmanagerIntake", "AmAlert", "AmPayload", "Submit", "parse_payload"]
 
 log = get_logger("gateway.alertmanager")
 
@@ -106,7 +105,7 @@ def _label(alert: AmAlert, name: str) -> str | None:
     return alert.labels.get(name) or alert.annotations.get(name) or None
 
 
-def alert_level(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg) -> Level | None:
+def alert_level(alert: AmAlert, rule: AlertRuleCfg, level_values: Mapping[str, str]) -> Level | None:
     """The level from the rule's label (or annotation), else its default; None for advisories.
 
     Raises:
@@ -120,21 +119,21 @@ def alert_level(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg) -> Level | None
             raise Invalid("no_level", f"no {rule.level_label} label and no default level",
                            field=f"$.labels.{rule.level_label}")
         return Level(rule.default_level)
-    level = colour_level(raw, gw.config.cap.level_values)
+    level = colour_level(raw, level_values)
     if level is None:
         raise Invalid("unknown_level", f"{rule.level_label}={raw!r} names no warning level",
                        field=f"$.labels.{rule.level_label}")
     return level
 
 
-async def _get(store: Store, event_id: str) -> Mapping[str, Any] | None:
+async def _get(store: Events, event_id: str) -> Mapping[str, Any] | None:
     try:
         return await store.get_event(event_id)
     except UnknownEvent:
         return None
 
 
-async def walk(store: Store, base: str) -> Episode:
+async def walk(store: Events, base: str) -> Episode:
     """The events of one firing episode, found by their deterministic ids."""
     head, length = None, 0
     for n in range(1, MAX_CHAIN + 1):
@@ -145,7 +144,7 @@ async def walk(store: Store, base: str) -> Episode:
     return Episode(head, length, await _get(store, f"{base}-resolved"))
 
 
-async def active_for(store: Store, fingerprint: str) -> Mapping[str, Any] | None:
+async def active_for(store: Events, fingerprint: str) -> Mapping[str, Any] | None:
     """The newest active event of an earlier episode of this fingerprint, if any."""
     prefix = f"am-{fingerprint}-"
     for ev in await store.list_events(status="active", limit=500):
@@ -195,45 +194,6 @@ def _step(head: Mapping[str, Any], level: Level | None) -> EventType | None:
         EventType.WARNING_DOWNGRADED
 
 
-async def _firing(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: str) -> AlertResult:
-    level = alert_level(gw, alert, rule)
-    base = base_id(alert)
-    ep = await walk(gw.store, base)
-    if ep.resolved is not None:
-        return _result(alert, "ignored", ep.resolved, "this firing episode was already resolved")
-    head = ep.head or await active_for(gw.store, alert.fingerprint)
-    if head is None:
-        kind = EventType.WARNING_ISSUED if rule.kind == "warning" else EventType.ADVISORY_ISSUED
-        return await _submit(gw, alert, build_event(alert, rule, event_id=base, etype=kind, level=level,
-                                                     supersedes=None), principal, rule)
-    if head["state"] in ("superseded", "ended"):
-        return _result(alert, "ignored", head, "the chain has moved on past this alert's event")
-    step = _step(head, level)
-    if step is None:
-        return _result(alert, "replayed", head, "already notified at this level")
-    if ep.length >= MAX_CHAIN:
-        return _result(alert, "ignored", head, f"more than {MAX_CHAIN} level changes in one episode")
-    event_id = f"{base}-{ep.length + 1}" if ep.head is not None else base
-    event = build_event(alert, rule, event_id=event_id, etype=step, level=level, supersedes=str(head["id"]))
-    return await _submit(gw, alert, event, principal, rule)
-
-
-async def _resolved(gw: Gateway, alert: AmAlert, rule: AlertRuleCfg, principal: str) -> AlertResult:
-    base = base_id(alert)
-    ep = await walk(gw.store, base)
-    if ep.resolved is not None:
-        return _result(alert, "replayed", ep.resolved, "already lifted")
-    head = ep.head or await active_for(gw.store, alert.fingerprint)
-    if head is None:
-        return _result(alert, "ignored", None, "nothing to lift: no event was raised for this alert")
-    if head["state"] in ("superseded", "ended"):
-        return _result(alert, "ignored", head, "the chain has already moved on or ended")
-    kind = EventType.WARNING_LIFTED if rule.kind == "warning" else EventType.ADVISORY_CANCELLED
-    event = build_event(alert, rule, event_id=f"{base}-resolved", etype=kind, level=None,
-                        supersedes=str(head["id"]))
-    return await _submit(gw, alert, event, principal, rule)
-
-
 def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "rejected"],
             view: Mapping[str, Any] | None, detail: str) -> AlertResult:
     if outcome == "ignored":
@@ -242,45 +202,102 @@ def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "
                        str(view["type"]) if view else None, detail)
 
 
-async def _submit(gw: Gateway, alert: AmAlert, event: Event, principal: str, rule: AlertRuleCfg) -> AlertResult:
-    """Raises Invalid from the submission (an unknown audience, an SMS over budget)."""
-    # a rule marked auto_release is the operators' standing decision: no sign-off waits for it
-    released_by = f"alertmanager:{alert.labels.get('alertname', '')}" if rule.auto_release else None
-    try:
-        status, _ = await gw.intake.submit(event, source="alertmanager", principal=principal, machine=True,
-                                           released_by=released_by)
-    except Conflict:
-        # the same id with other annotations: the other member of an HA pair won the race
-        status = 200
-    return AlertResult(alert.fingerprint, alert.status, "created" if status == 202 else "replayed", event.id,
-                       event.type.value)
+class Submit(Protocol):
+    """Intake of a machine source's event (`gateway.flows.intake.Intake.submit`)."""
+
+    async def __call__(self, event: Event, *, source: str, principal: str, machine: bool,
+                       released_by: str | None) -> Answer: ...
 
 
-async def _one(gw: Gateway, alert: AmAlert, principal: str) -> AlertResult:
-    rule = match_rule(gw.config.alertmanager.rules, alert.labels)
-    if rule is None:
-        return _result(alert, "ignored", None, f"no rule maps alertname={alert.labels.get('alertname')!r}")
-    try:
-        if alert.status == "firing":
-            return await _firing(gw, alert, rule, principal)
-        return await _resolved(gw, alert, rule, principal)
-    except DomainError as exc:
-        err = {"code": exc.code, "message": exc.message, **({"field": exc.field} if exc.field else {})}
-        log.warning("alertmanager_alert_rejected", fingerprint=alert.fingerprint, code=exc.code)
-        return AlertResult(alert.fingerprint, alert.status, "rejected", detail=exc.message, error=err)
+class AlertmanagerIntake:
+    """Maps Alertmanager webhooks onto event chains (found again in the events) and submits them."""
 
+    def __init__(self, *, store: Events, submit: Submit, rules: list[AlertRuleCfg],
+                 level_values: Mapping[str, str]) -> None:
+        """`rules` map alerts to events (`alertmanager.rules`); `level_values` read a level label's
+        colour word (`cap.level_values`)."""
+        self._store = store
+        self._submit_event = submit
+        self._rules = rules
+        self._level_values = level_values
 
-async def process(gw: Gateway, payload: AmPayload, *, principal: str) -> tuple[int, dict[str, Any]]:
-    """Map every alert in order; 202 when any event was created, else 200.
+    async def process(self, payload: AmPayload, *, principal: str) -> Answer:
+        """Map every alert in order; 202 when any event was created, else 200.
 
-    Raises:
-        Invalid: `alerts_rejected` when every alert was rejected (so Alertmanager logs it).
-    """
-    results = [await _one(gw, alert, principal) for alert in payload.alerts]
-    rejected = [i for i, r in enumerate(results) if r.outcome == "rejected"]
-    if results and len(rejected) == len(results):
-        first = results[0].error or {}
-        raise Invalid("alerts_rejected", f"every alert was rejected; the first: {first.get('message')}",
-                       field=f"$.alerts[0]{str(first.get('field', '')).removeprefix('$')}")
-    status = 202 if any(r.outcome == "created" for r in results) else 200
-    return status, {"receiver": payload.receiver, "results": [r.to_json() for r in results]}
+        Raises:
+            Invalid: `alerts_rejected` when every alert was rejected (so Alertmanager logs it).
+        """
+        results = [await self._one(alert, principal) for alert in payload.alerts]
+        rejected = [i for i, r in enumerate(results) if r.outcome == "rejected"]
+        if results and len(rejected) == len(results):
+            first = results[0].error or {}
+            raise Invalid("alerts_rejected", f"every alert was rejected; the first: {first.get('message')}",
+                           field=f"$.alerts[0]{str(first.get('field', '')).removeprefix('$')}")
+        status = 202 if any(r.outcome == "created" for r in results) else 200
+        return status, {"receiver": payload.receiver, "results": [r.to_json() for r in results]}
+
+    async def _one(self, alert: AmAlert, principal: str) -> AlertResult:
+        """The alert's result; a domain error of its mapping or submission is its `rejected` result."""
+        rule = match_rule(self._rules, alert.labels)
+        if rule is None:
+            return _result(alert, "ignored", None, f"no rule maps alertname={alert.labels.get('alertname')!r}")
+        try:
+            if alert.status == "firing":
+                return await self._firing(alert, rule, principal)
+            return await self._resolved(alert, rule, principal)
+        except DomainError as exc:
+            err = {"code": exc.code, "message": exc.message, **({"field": exc.field} if exc.field else {})}
+            log.warning("alertmanager_alert_rejected", fingerprint=alert.fingerprint, code=exc.code)
+            return AlertResult(alert.fingerprint, alert.status, "rejected", detail=exc.message, error=err)
+
+    async def _firing(self, alert: AmAlert, rule: AlertRuleCfg, principal: str) -> AlertResult:
+        """Raises Invalid: no or an unknown level, or from the submission."""
+        level = alert_level(alert, rule, self._level_values)
+        base = base_id(alert)
+        ep = await walk(self._store, base)
+        if ep.resolved is not None:
+            return _result(alert, "ignored", ep.resolved, "this firing episode was already resolved")
+        head = ep.head or await active_for(self._store, alert.fingerprint)
+        if head is None:
+            kind = EventType.WARNING_ISSUED if rule.kind == "warning" else EventType.ADVISORY_ISSUED
+            return await self._submit(alert, build_event(alert, rule, event_id=base, etype=kind, level=level,
+                                                         supersedes=None), principal, rule)
+        if head["state"] in ("superseded", "ended"):
+            return _result(alert, "ignored", head, "the chain has moved on past this alert's event")
+        step = _step(head, level)
+        if step is None:
+            return _result(alert, "replayed", head, "already notified at this level")
+        if ep.length >= MAX_CHAIN:
+            return _result(alert, "ignored", head, f"more than {MAX_CHAIN} level changes in one episode")
+        event_id = f"{base}-{ep.length + 1}" if ep.head is not None else base
+        event = build_event(alert, rule, event_id=event_id, etype=step, level=level, supersedes=str(head["id"]))
+        return await self._submit(alert, event, principal, rule)
+
+    async def _resolved(self, alert: AmAlert, rule: AlertRuleCfg, principal: str) -> AlertResult:
+        """Raises Invalid from the submission."""
+        base = base_id(alert)
+        ep = await walk(self._store, base)
+        if ep.resolved is not None:
+            return _result(alert, "replayed", ep.resolved, "already lifted")
+        head = ep.head or await active_for(self._store, alert.fingerprint)
+        if head is None:
+            return _result(alert, "ignored", None, "nothing to lift: no event was raised for this alert")
+        if head["state"] in ("superseded", "ended"):
+            return _result(alert, "ignored", head, "the chain has already moved on or ended")
+        kind = EventType.WARNING_LIFTED if rule.kind == "warning" else EventType.ADVISORY_CANCELLED
+        event = build_event(alert, rule, event_id=f"{base}-resolved", etype=kind, level=None,
+                            supersedes=str(head["id"]))
+        return await self._submit(alert, event, principal, rule)
+
+    async def _submit(self, alert: AmAlert, event: Event, principal: str, rule: AlertRuleCfg) -> AlertResult:
+        """Raises Invalid from the submission (an unknown audience, an SMS over budget)."""
+        # a rule marked auto_release is the operators' standing decision: no sign-off waits for it
+        released_by = f"alertmanager:{alert.labels.get('alertname', '')}" if rule.auto_release else None
+        try:
+            status, _ = await self._submit_event(event, source="alertmanager", principal=principal, machine=True,
+                                                 released_by=released_by)
+        except Conflict:
+            # the same id with other annotations: the other member of an HA pair won the race
+            status = 200
+        return AlertResult(alert.fingerprint, alert.status, "created" if status == 202 else "replayed", event.id,
+                           event.type.value)

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from gateway.cap import LEVEL_ORDER, CapAlert, CapError, CapInfo, Reference, colour_level, event_id_for
 from gateway.config import CapCfg
 from gateway.events import Event, EventType, Level, Status
-from gateway.store.base import Store, UnknownEvent
+from gateway.store.base import UnknownEvent
+from gateway.store.ports import Events
 
 __all__ = ["Referenced", "check_remit", "check_supported", "derive_level", "event_from_alert", "find_reference",
            "unknown_reference_warning"]
@@ -102,7 +103,7 @@ def _latest_first(refs: tuple[Reference, ...]) -> list[Reference]:
     return sorted(reversed(refs), key=lambda r: r.sent.timestamp() if r.sent else 0.0, reverse=True)
 
 
-async def find_reference(store: Store, alert: CapAlert) -> Referenced | None:
+async def find_reference(store: Events, alert: CapAlert) -> Referenced | None:
     """The most recently sent referenced message that the gateway knows, or None when it
     received none of them (missed, or before a new data dir): the caller decides what that means."""
     for ref in _latest_first(alert.references):

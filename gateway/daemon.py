@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.acklinks import AckLinks
+from gateway.alertmanager import AlertmanagerIntake
 from gateway.api.common import GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.api.routes import ROUTE_TABLES
@@ -26,7 +27,7 @@ from gateway.audit import AuditTrail
 from gateway.auth import TokenBook
 from gateway.cap import CapError
 from gateway.cap_feed_poller import CapFeedPoller, Refused
-from gateway.cap_intake import take_cap
+from gateway.cap_intake import CapIntake
 from gateway.config import Config
 from gateway.dispatcher import ChannelSlot, Dispatcher
 from gateway.flows.acks import Acknowledgements
@@ -243,6 +244,11 @@ class Gateway:
                              hold=self.signoff.hold_for, report_release=self.upward_reports.report_release,
                              cap=cfg.cap,
                              metrics=self.metrics, audit=self.audit)
+        # the machine sources' ways into intake (the HTTP intakes and the CAP feeds)
+        self.cap_intake = CapIntake(store=self.store, submit=self.intake.submit,
+                                    unknown_lift=self.intake.unknown_lift, cap=cfg.cap)
+        self.alertmanager_intake = AlertmanagerIntake(store=self.store, submit=self.intake.submit,
+                                                      rules=cfg.alertmanager.rules, level_values=cfg.cap.level_values)
         # after the HTTP site started: the roll-up's links need the base URL it settled on
         self.reports = ReportDesk(store=self.store, runtime=lambda: self.runtime, report_links=self.report_links,
                                   metrics=self.metrics, audit=self.audit)
@@ -280,7 +286,7 @@ class Gateway:
             gateway.cap_feed_poller.Refused: intake refused it (a 4xx at the HTTP intake).
         """
         try:
-            return await take_cap(self, raw, source="cap_feed", principal=principal)
+            return await self.cap_intake.take(raw, source="cap_feed", principal=principal)
         except CapError as exc:
             raise Refused(exc.code, exc.message) from exc
         except DomainError as exc:

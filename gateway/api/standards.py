@@ -13,7 +13,6 @@ from gateway.api.common import gw, json_response, read_json, require
 from gateway.api.errors import ApiError
 from gateway.auth import Principal
 from gateway.cap import CapError
-from gateway.cap_intake import take_cap
 from gateway.cap_out import CONTENT_TYPE, render_cap
 from gateway.store.base import UnknownEvent
 
@@ -30,7 +29,7 @@ async def intake_cap(request: web.Request) -> web.Response:
                        f"expected application/cap+xml or application/xml, got {request.content_type}")
     raw = await request.read()
     try:
-        status, answer = await take_cap(gw(request), raw, source="cap", principal=principal.name)
+        status, answer = await gw(request).cap_intake.take(raw, source="cap", principal=principal.name)
     except CapError as exc:
         raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from exc
     return json_response(answer, status=status)
@@ -83,5 +82,5 @@ def require_token_or_basic(request: web.Request, scope: str) -> Principal:
 async def intake_alertmanager(request: web.Request) -> web.Response:
     principal = require_token_or_basic(request, "events:write")
     payload = alertmanager.parse_payload(await read_json(request))
-    status, answer = await alertmanager.process(gw(request), payload, principal=principal.name)
+    status, answer = await gw(request).alertmanager_intake.process(payload, principal=principal.name)
     return json_response(answer, status=status)
