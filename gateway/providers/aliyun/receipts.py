@@ -13,18 +13,16 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from channels.aliyun import AliyunSms, CallReceipt, SmsReceipt
 from channels.base import DeliveryError, Destination, SendResult
 from channels.failover import FailoverChannel
 from gateway.dispatch.failover import provider_of
-from gateway.flows.receipts import Outcome, Receipt
+from gateway.flows.receipts import Outcome, Receipt, Resolved
 from gateway.logs import get as get_logger
-
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+from gateway.store.ports import Receipts
 
 log = get_logger("gateway.aliyun")
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -58,6 +56,13 @@ def call_receipt(r: CallReceipt) -> Receipt:
                    detail=f"voice {code}", retry_detail=f"call {r.status} ({r.code})")
 
 
+class ApplyReceipt(Protocol):
+    """The one path applying every provider's receipts (`gateway.flows.receipts.ProviderReceipts.apply`);
+    returns delivered / failed / stale / unmatched."""
+
+    async def __call__(self, r: Receipt, *, resolved: Resolved | None = None) -> str: ...
+
+
 @dataclass
 class _Pending:
     phone: str
@@ -70,10 +75,13 @@ class _Pending:
 class AliyunReceipts:
     """Applies receipts, pulls SMS receipts, and watches every failover send for slow receipts."""
 
-    def __init__(self, gw: Gateway, *, sms: AliyunSms | None, composites: dict[str, FailoverChannel],
-                 token: str | None) -> None:
-        """`token` authenticates the push URL; None disables push."""
-        self.gw = gw
+    def __init__(self, *, store: Receipts, apply: ApplyReceipt, slow_after: float, sms: AliyunSms | None,
+                 composites: dict[str, FailoverChannel], token: str | None) -> None:
+        """`store` reads a watched send's delivery back; `slow_after` is the failover's slow-receipt
+        threshold (`channels.failover.slow_after`); `token` authenticates the push URL (None disables push)."""
+        self._store = store
+        self._apply = apply
+        self._slow_after = slow_after
         self.sms = sms
         self.composites = composites
         self.token = token
@@ -99,11 +107,11 @@ class AliyunReceipts:
         receipt = sms_receipt(r)
         if receipt is None:
             return "pending"
-        return await self.gw.receipts.apply(receipt, resolved=self._resolved)
+        return await self._apply(receipt, resolved=self._resolved)
 
     async def apply_call(self, r: CallReceipt) -> str:
         """Apply one call record; busy / no-answer are retried while attempts remain."""
-        return await self.gw.receipts.apply(call_receipt(r), resolved=self._resolved)
+        return await self._apply(call_receipt(r), resolved=self._resolved)
 
     def _resolved(self, kind: str, delivery_id: str, ok: bool) -> None:
         p = self._pending.pop(f"{kind}/{delivery_id}", None)
@@ -155,7 +163,7 @@ class AliyunReceipts:
     async def watch_slow(self) -> None:
         """Sends still without a final receipt after `slow_after` count as slow for their provider
         (Twilio's receipts are applied elsewhere: their outcome is read back from the store)."""
-        slow_after = self.gw.config.channels.failover.slow_after
+        slow_after = self._slow_after
         now = time.time()
         for key, p in list(self._pending.items()):
             if now - p.sent_at > 2 * 86400:  # past any receipt (QuerySendDetails keeps 30 days)
@@ -163,7 +171,7 @@ class AliyunReceipts:
             if p.reported or now - p.sent_at < slow_after:
                 continue
             kind, _, did = key.partition("/")
-            d = await self.gw.store.delivery(delivery_id=did)
+            d = await self._store.delivery(delivery_id=did)
             ok = bool(d and d["status"] == "delivered" and (d["delivered_at"] or now) - p.sent_at <= slow_after)
             composite = self.composites.get(kind)
             if composite is not None:

@@ -154,7 +154,8 @@ async def build_failover(gw: Gateway, slots: dict[str, ChannelSlot],
     token = os.environ.get(cfg.aliyun.receipt_token_env or "", "") or None
     if token:
         logs.register_secret(token)
-    receipts = AliyunReceipts(gw, sms=ali_sms, composites=composites, token=token)
+    receipts = AliyunReceipts(store=gw.store, apply=gw.receipts.apply, slow_after=cfg.failover.slow_after,
+                              sms=ali_sms, composites=composites, token=token)
     gw.aliyun_receipts = receipts
     out = failover.slots(gw.config, providers, composites, enrich=TemplateContexts(gw).meta_for, track=receipts.track)
     for kind, composite in composites.items():
