@@ -98,7 +98,7 @@ STAGES: tuple[tuple[str, str | None, str | None], ...] = (
     ("hand-off", None, "Dispatcher._done"),
     ("plan", "gateway/intake.py", None),
     ("plan", "gateway/flows/intake.py", None),
-    ("plan", "gateway/daemon.py", "new_event"),
+    ("plan", "gateway/runtime.py", "new_event"),
     ("HTTP send", "channels/webhook.py", None),
     ("HTTP send", "aiohttp/client", None),
     ("HTTP send", "aiohttp/connector.py", None),

@@ -26,13 +26,12 @@ def _line(body: dict[str, Any], elapsed: float) -> str:
 async def run_demo(timeout: float = 120.0) -> int:
     """Returns 0 when every delivery reached a terminal state within `timeout` seconds."""
     # imported here as every sub-command does (see gateway/cli.py): `gateway --help` never pays for the daemon
-    from gateway.daemon import Gateway
+    from gateway import app
 
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
         cfg = load_config(None, overrides={"data_dir": tmp, "server.port": 0})
         logs.configure(json_lines=True, level="warning")
-        gw = Gateway(cfg)
-        await gw.start()
+        gw = await app.start(cfg)
         try:
             token = (await asyncio.to_thread(Path(tmp, "admin.token").read_text)).strip()
             headers = {"Authorization": f"Bearer {token}"}

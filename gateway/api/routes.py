@@ -1,4 +1,4 @@
-"""Every route table the daemon mounts, in one list (gateway/daemon.py `make_app`): the API's
+"""Every route table the daemon mounts, in one list (`Gateway.make_app` in gateway/daemon.py): the API's
 resources, the console's pages and the providers' callbacks."""
 
 from __future__ import annotations
