@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.acklinks import AckLinks
-from gateway.api.common import GATEWAY
+from gateway.api.common import GATEWAY, ready_middleware
 from gateway.api.errors import error_middleware
 from gateway.api.routes import ROUTE_TABLES
 from gateway.audit import AuditTrail
@@ -196,7 +196,8 @@ class Gateway:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes)
+        app = web.Application(middlewares=[error_middleware, ready_middleware],
+                              client_max_size=self.config.server.max_body_bytes)
         app[GATEWAY] = self
         for table in ROUTE_TABLES:
             app.add_routes(table)

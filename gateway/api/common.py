@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.api.errors import ApiError
+from gateway.api.errors import ApiError, Handler, error_response
 from gateway.auth import Principal
 
 if TYPE_CHECKING:
@@ -18,6 +18,22 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 def gw(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
+
+
+# answered while starting and stopping too: probes and scrapes must see the daemon's state
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@web.middleware
+async def ready_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 `starting` (with Retry-After) while the daemon is not ready. The HTTP site opens before
+    the flows are built (their links need the port it settles on), and stops accepting only after
+    `ready` is cleared; without this a request in either window reached a flow not yet (or no
+    longer) there and got a 500."""
+    if not getattr(request.app[GATEWAY], "ready", False) and request.path not in ALWAYS_SERVED:
+        return error_response(503, "starting", "the gateway is starting or stopping; try again in a moment",
+                              headers={"Retry-After": "1"})
+    return await handler(request)
 
 
 def require(request: web.Request, scope: str) -> Principal:
