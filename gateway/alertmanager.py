@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,12 +21,12 @@ from gateway.cap import LEVEL_ORDER, colour_level
 from gateway.config import AlertRuleCfg
 from gateway.events import Event, EventType, Level
 from gateway.flows.errors import Conflict, DomainError, Invalid, validation_error
-from gateway.flows.intake import Answer
+from gateway.flows.intake import Answer, Submit
 from gateway.logs import get as get_logger
 from gateway.store.base import UnknownEvent
 from gateway.store.ports import Events
 
-__all__ = ["AlertmanagerIntake", "AmAlert", "AmPayload", "Submit", "parse_payload"]
+__all__ = ["AlertmanagerIntake", "AmAlert", "AmPayload", "parse_payload"]
 
 log = get_logger("gateway.alertmanager")
 
@@ -200,13 +200,6 @@ def _result(alert: AmAlert, outcome: Literal["created", "replayed", "ignored", "
         log.info("alertmanager_alert_ignored", fingerprint=alert.fingerprint, reason=detail)
     return AlertResult(alert.fingerprint, alert.status, outcome, str(view["id"]) if view else None,
                        str(view["type"]) if view else None, detail)
-
-
-class Submit(Protocol):
-    """Intake of a machine source's event (`gateway.flows.intake.Intake.submit`)."""
-
-    async def __call__(self, event: Event, *, source: str, principal: str, machine: bool,
-                       released_by: str | None) -> Answer: ...
 
 
 class AlertmanagerIntake:

@@ -10,19 +10,12 @@ from gateway.cap import event_id_for, parse_cap
 from gateway.cap_map import check_remit, check_supported, event_from_alert, find_reference, unknown_reference_warning
 from gateway.cap_sig import check_signature
 from gateway.config import CapCfg
-from gateway.events import Event, EventType
+from gateway.events import EventType
 from gateway.flows.errors import Invalid
-from gateway.flows.intake import Answer
+from gateway.flows.intake import Answer, Submit
 from gateway.store.ports import Events
 
-__all__ = ["CapIntake", "Submit", "UnknownLift"]
-
-
-class Submit(Protocol):
-    """Intake of a machine source's event (`gateway.flows.intake.Intake.submit`)."""
-
-    async def __call__(self, event: Event, *, source: str, principal: str, origin: dict[str, Any] | None,
-                       warnings: list[str] | None, machine: bool, released_by: str | None) -> Answer: ...
+__all__ = ["CapIntake", "UnknownLift"]
 
 
 class UnknownLift(Protocol):

@@ -30,6 +30,15 @@ log = get_logger("gateway.intake")
 Answer = tuple[int, dict[str, Any]]
 
 
+class Submit(Protocol):
+    """What every source submits an event through (`Intake.submit`): the machine intakes (CAP,
+    Alertmanager), the reminder rounds and the report schedule."""
+
+    async def __call__(self, event: Event, *, source: str, principal: str,
+                      origin: dict[str, Any] | None = None, warnings: list[str] | None = None,
+                      machine: bool = False, released_by: str | None = None) -> Answer: ...
+
+
 class IntakeStore(Outbox, Events, Signoffs, Protocol):
     """The store ports intake uses: record the event with its deliveries; read what it continues
     and the sign-off row of a released one."""

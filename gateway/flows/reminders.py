@@ -18,7 +18,7 @@ from gateway.events import Event, EventType
 from gateway.flows import reports
 from gateway.flows.deps import Clock, RuntimeRef, Wake
 from gateway.flows.errors import DomainError
-from gateway.flows.intake import Answer
+from gateway.flows.intake import Submit
 from gateway.logs import get as get_logger
 from gateway.policy import ReminderSpec
 from gateway.render import BEIJING
@@ -46,12 +46,6 @@ def slot_for(spec: ReminderSpec, accepted: float, now: float) -> str | None:
 
 class ReminderStore(Events, PublicMessages, FollowUps, Protocol):
     """The store ports reminders use: active events, approved public messages, their re-broadcasts."""
-
-
-class Submit(Protocol):
-    """Intake (`gateway.flows.intake.Intake.submit`)."""
-
-    async def __call__(self, event: Event, *, source: str, principal: str) -> Answer: ...
 
 
 class RegisterReport(Protocol):

@@ -22,7 +22,7 @@ from gateway.events import Event, EventType, Status
 from gateway.flows import reports
 from gateway.flows.deps import Clock, RuntimeRef, Wake
 from gateway.flows.errors import DomainError
-from gateway.flows.reminders import Submit
+from gateway.flows.intake import Submit
 from gateway.flows.reports import ReportDesk
 from gateway.logs import get as get_logger
 from gateway.metrics import Metrics
